@@ -1,0 +1,161 @@
+//! The bus: how edges and workers talk.
+//!
+//! - [`Bus`]: the one interface: core publish/subscribe with NATS wildcards for
+//!   ephemeral events, durable publish (deduplicated by message id) and shared
+//!   durable consumers for work that must not be lost.
+//! - [`memory`]: the in-process bus of `switchboard dev`.
+//! - [`subjects`] and [`headers`]: the names operators see on the wire.
+//! - [`events`]: what flows back out to edges, encoded once.
+//! - [`rpc`]: commands that expect an answer (an edge waiting for a worker).
+
+pub mod events;
+pub mod headers;
+pub mod memory;
+pub mod rpc;
+pub mod subjects;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+
+pub use headers::Headers;
+pub use memory::MemoryBus;
+
+/// One message on the bus.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Envelope {
+    pub subject: String,
+    pub headers: Headers,
+    pub payload: Bytes,
+}
+
+impl Envelope {
+    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            subject: subject.into(),
+            headers: Headers::default(),
+            payload: payload.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+/// A durable stream the project declares; its subjects are kept until a
+/// consumer acknowledges them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DurableStream {
+    /// Work for the workers: `sb.cmd.>`.
+    Commands,
+}
+
+impl DurableStream {
+    pub const ALL: [DurableStream; 1] = [DurableStream::Commands];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DurableStream::Commands => "SB_COMMANDS",
+        }
+    }
+
+    pub fn subjects(self) -> &'static str {
+        match self {
+            DurableStream::Commands => subjects::COMMANDS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("no durable stream holds subject {0}")]
+    NoStream(String),
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Fire and forget: delivered to whoever is subscribed now.
+    async fn publish(&self, envelope: Envelope) -> Result<()>;
+    /// Stored in the durable stream that holds the subject before this returns;
+    /// a second publish with the same `msg_id` within the dedupe window is dropped.
+    async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()>;
+    /// Everything published on subjects matching `pattern` (`*` and `>` wildcards).
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription>;
+    /// A durable consumer named `durable`, shared by every process that names it:
+    /// each stored message goes to one of them until it is acknowledged.
+    async fn consume(&self, stream: DurableStream, durable: &str) -> Result<Consumer>;
+    /// Whether the bus can take publishes now.
+    async fn is_ready(&self) -> bool;
+}
+
+/// A live subscription; dropping it unsubscribes.
+pub struct Subscription(BoxStream<'static, Envelope>);
+
+impl Subscription {
+    pub fn new(stream: impl Stream<Item = Envelope> + Send + 'static) -> Self {
+        Self(Box::pin(stream))
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Envelope;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// How a durable delivery is settled.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    async fn ack(self: Box<Self>) -> Result<()>;
+    /// Give it back for redelivery.
+    async fn nak(self: Box<Self>) -> Result<()>;
+}
+
+/// One message of a durable stream, to be acknowledged once handled.
+pub struct Delivery {
+    pub envelope: Envelope,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    pub fn new(envelope: Envelope, acker: Box<dyn Acker>) -> Self {
+        Self { envelope, acker }
+    }
+
+    pub async fn ack(self) -> Result<()> {
+        self.acker.ack().await
+    }
+
+    pub async fn nak(self) -> Result<()> {
+        self.acker.nak().await
+    }
+}
+
+/// A durable consumer's deliveries.
+pub struct Consumer(BoxStream<'static, Delivery>);
+
+impl Consumer {
+    pub fn new(stream: impl Stream<Item = Delivery> + Send + 'static) -> Self {
+        Self(Box::pin(stream))
+    }
+}
+
+impl Stream for Consumer {
+    type Item = Delivery;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}

@@ -1,0 +1,263 @@
+//! The in-process bus of `switchboard dev`: the same semantics as NATS with
+//! JetStream, within one process and without persistence (the store is what
+//! survives a restart; a command not yet acknowledged was never answered).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc};
+
+use crate::subjects::{is_wildcard, matches};
+use crate::{
+    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Result, Subscription,
+};
+
+/// How many undelivered messages a subscriber may have before the newest are
+/// dropped, as NATS drops them for a slow consumer.
+const SUBSCRIBER_BUFFER: usize = 8192;
+/// JetStream's default duplicate window.
+const DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: AtomicU64,
+    exact: RwLock<HashMap<String, Vec<Subscriber>>>,
+    wildcard: RwLock<Vec<(String, Subscriber)>>,
+    streams: Mutex<HashMap<DurableStream, Arc<WorkQueue>>>,
+    dedupe: Mutex<Dedupe>,
+    dropped: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Envelope>,
+}
+
+#[derive(Default)]
+struct Dedupe {
+    seen: HashMap<String, Instant>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Dedupe {
+    /// True the first time an id is seen within the window.
+    fn first_time(&mut self, id: &str, now: Instant) -> bool {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < DEDUPE_WINDOW {
+                break;
+            }
+            let (_, old) = self.order.pop_front().expect("front exists");
+            self.seen.remove(&old);
+        }
+        if self.seen.contains_key(id) {
+            return false;
+        }
+        self.seen.insert(id.to_owned(), now);
+        self.order.push_back((now, id.to_owned()));
+        true
+    }
+}
+
+/// A stream's stored messages, shared by all consumers (work-queue retention).
+#[derive(Default)]
+struct WorkQueue {
+    items: Mutex<VecDeque<Envelope>>,
+    ready: Notify,
+}
+
+impl WorkQueue {
+    fn push_back(&self, envelope: Envelope) {
+        self.items.lock().expect("queue lock").push_back(envelope);
+        self.ready.notify_one();
+    }
+
+    /// Redelivered first, so a retried command keeps its place.
+    fn push_front(&self, envelope: Envelope) {
+        self.items.lock().expect("queue lock").push_front(envelope);
+        self.ready.notify_one();
+    }
+
+    async fn pop(&self) -> Envelope {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(envelope) = self.items.lock().expect("queue lock").pop_front() {
+                return envelope;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct QueueAcker {
+    queue: Arc<WorkQueue>,
+    envelope: Envelope,
+}
+
+#[async_trait]
+impl Acker for QueueAcker {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn nak(self: Box<Self>) -> Result<()> {
+        self.queue.push_front(self.envelope);
+        Ok(())
+    }
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Messages dropped because a subscriber did not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    fn queue(&self, stream: DurableStream) -> Arc<WorkQueue> {
+        self.inner
+            .streams
+            .lock()
+            .expect("streams lock")
+            .entry(stream)
+            .or_default()
+            .clone()
+    }
+
+    fn fan_out(&self, envelope: &Envelope) {
+        let deliver = |sub: &Subscriber| {
+            if sub.tx.try_send(envelope.clone()).is_err() {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if let Some(subs) = self
+            .inner
+            .exact
+            .read()
+            .expect("subs lock")
+            .get(&envelope.subject)
+        {
+            subs.iter().for_each(deliver);
+        }
+        for (pattern, sub) in self.inner.wildcard.read().expect("subs lock").iter() {
+            if matches(pattern, &envelope.subject) {
+                deliver(sub);
+            }
+        }
+    }
+}
+
+/// Removes a subscriber when its subscription is dropped.
+struct Unsubscribe {
+    inner: Arc<Inner>,
+    pattern: String,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        if is_wildcard(&self.pattern) {
+            self.inner
+                .wildcard
+                .write()
+                .expect("subs lock")
+                .retain(|(_, s)| s.id != self.id);
+        } else {
+            let mut exact = self.inner.exact.write().expect("subs lock");
+            if let Some(subs) = exact.get_mut(&self.pattern) {
+                subs.retain(|s| s.id != self.id);
+                if subs.is_empty() {
+                    exact.remove(&self.pattern);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish(&self, envelope: Envelope) -> Result<()> {
+        self.fan_out(&envelope);
+        Ok(())
+    }
+
+    async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()> {
+        let stream = DurableStream::ALL
+            .into_iter()
+            .find(|s| matches(s.subjects(), &envelope.subject))
+            .ok_or_else(|| BusError::NoStream(envelope.subject.clone()))?;
+        if !self
+            .inner
+            .dedupe
+            .lock()
+            .expect("dedupe lock")
+            .first_time(msg_id, Instant::now())
+        {
+            return Ok(());
+        }
+        self.fan_out(&envelope);
+        self.queue(stream).push_back(envelope);
+        Ok(())
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        let (tx, mut rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Subscriber { id, tx };
+        if is_wildcard(pattern) {
+            self.inner
+                .wildcard
+                .write()
+                .expect("subs lock")
+                .push((pattern.to_owned(), sub));
+        } else {
+            self.inner
+                .exact
+                .write()
+                .expect("subs lock")
+                .entry(pattern.to_owned())
+                .or_default()
+                .push(sub);
+        }
+        let guard = Unsubscribe {
+            inner: self.inner.clone(),
+            pattern: pattern.to_owned(),
+            id,
+        };
+        Ok(Subscription::new(futures_util::stream::poll_fn(
+            move |cx| {
+                let _unsubscribe_on_drop = &guard;
+                rx.poll_recv(cx)
+            },
+        )))
+    }
+
+    async fn consume(&self, stream: DurableStream, _durable: &str) -> Result<Consumer> {
+        let queue = self.queue(stream);
+        Ok(Consumer::new(futures_util::stream::unfold(
+            queue,
+            |queue| async move {
+                let envelope = queue.pop().await;
+                let acker = Box::new(QueueAcker {
+                    queue: queue.clone(),
+                    envelope: envelope.clone(),
+                });
+                Some((Delivery::new(envelope, acker), queue))
+            },
+        )))
+    }
+
+    async fn is_ready(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,219 @@
+//! Who is calling: JWT verification (contract §2) and what each role may do.
+
+use axum::http::StatusCode;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use switchboard_proto::model::{Conversation, Role, Sender};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<Vec<String>>,
+    pub exp: u64,
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub user_id: String,
+    pub role: Role,
+    pub name: String,
+    pub phone: Option<String>,
+    pub conversations: Vec<String>,
+}
+
+/// Why a caller was turned away; the messages are the contract's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Required,
+    Invalid,
+    Expired,
+}
+
+impl AuthError {
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthError::Required => "token required",
+            AuthError::Invalid => "invalid token",
+            AuthError::Expired => "token expired",
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::Required => "token_required",
+            AuthError::Invalid => "invalid_token",
+            AuthError::Expired => "token_expired",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.message())
+    }
+}
+
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn hs256(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Required)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            },
+        )?;
+        let claims = data.claims;
+        let role = Role::parse(&claims.role).ok_or(AuthError::Invalid)?;
+        Ok(Identity {
+            name: claims.name.unwrap_or_else(|| claims.sub.clone()),
+            user_id: claims.sub,
+            role,
+            phone: claims.phone,
+            conversations: claims.conversations.unwrap_or_default(),
+        })
+    }
+}
+
+/// Signs a token; `switchboard dev` uses it for its demo tokens.
+pub fn mint(secret: &str, claims: &Claims) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+impl Identity {
+    pub fn sender(&self) -> Sender {
+        Sender {
+            id: self.user_id.clone(),
+            role: self.role,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Customers are confined to their own conversations; staff see all.
+    pub fn is_customer(&self) -> bool {
+        self.role == Role::Customer
+    }
+
+    /// May this caller join, read and write in `conversation`?
+    pub fn may_access(&self, conversation: &Conversation) -> bool {
+        !self.is_customer()
+            || conversation.customer.id == self.user_id
+            || self.lists(&conversation.id)
+    }
+
+    /// Whether the token names this conversation (so it may be created for it).
+    pub fn lists(&self, conversation_id: &str) -> bool {
+        self.conversations.iter().any(|c| c == conversation_id)
+    }
+
+    pub fn check_access(&self, conversation: &Conversation) -> Result<(), ApiError> {
+        if self.may_access(conversation) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "not allowed in conversation {}",
+                conversation.id
+            )))
+        }
+    }
+
+    pub fn require_staff(&self) -> Result<(), ApiError> {
+        if self.is_customer() {
+            Err(ApiError::forbidden("customers may not do this"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "u1".into(),
+            role: "customer".into(),
+            name: None,
+            phone: Some("521".into()),
+            conversations: Some(vec!["c1".into()]),
+            exp,
+        }
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn a_good_token_gives_its_identity() {
+        let token = mint("s3cret", &claims(now() + 60));
+        let who = Verifier::hs256("s3cret").verify(Some(&token)).unwrap();
+        assert_eq!(who.user_id, "u1");
+        assert_eq!(who.role, Role::Customer);
+        assert_eq!(who.name, "u1");
+        assert!(who.lists("c1"));
+    }
+
+    #[test]
+    fn each_refusal_says_why() {
+        let verifier = Verifier::hs256("s3cret");
+        assert_eq!(verifier.verify(None), Err(AuthError::Required));
+        assert_eq!(verifier.verify(Some(" ")), Err(AuthError::Required));
+        assert_eq!(verifier.verify(Some("garbage")), Err(AuthError::Invalid));
+        let forged = mint("other", &claims(now() + 60));
+        assert_eq!(verifier.verify(Some(&forged)), Err(AuthError::Invalid));
+        let old = mint("s3cret", &claims(now() - 10));
+        assert_eq!(verifier.verify(Some(&old)), Err(AuthError::Expired));
+        let mut admin = claims(now() + 60);
+        admin.role = "admin".into();
+        assert_eq!(
+            verifier.verify(Some(&mint("s3cret", &admin))),
+            Err(AuthError::Invalid)
+        );
+    }
+}

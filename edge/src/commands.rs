@@ -1,0 +1,161 @@
+//! The edge's side of the command stream: every write a client asks for
+//! becomes a durable command, and the edge answers the client with what the
+//! worker stored.
+
+use prost::Message as _;
+use switchboard_bus::events::encode;
+use switchboard_bus::rpc::Caller;
+use switchboard_bus::{Envelope, headers, subjects};
+use switchboard_proto::model::{
+    Channel, Conversation, Customer, DeliveryStatus, Message, Sender, Source, StatusUpdate,
+    Timestamp,
+};
+use switchboard_proto::pb::{self, command, command_result};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A message to be stored.
+pub struct Draft {
+    pub conversation_id: String,
+    pub sender: Sender,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub source: Source,
+    /// Create the conversation for this customer if it is missing.
+    pub create_for: Option<Customer>,
+}
+
+#[derive(Clone)]
+pub struct Commands {
+    caller: Caller,
+}
+
+impl Commands {
+    pub fn new(caller: Caller) -> Self {
+        Self { caller }
+    }
+
+    /// Stores a message; `false` when it was already stored (a retry).
+    pub async fn send_message(&self, draft: Draft) -> Result<(Message, bool), ApiError> {
+        let id = Uuid::now_v7();
+        let send = pb::SendMessage {
+            message_id: id.to_string(),
+            conversation_id: draft.conversation_id.clone(),
+            sender: Some((&draft.sender).into()),
+            text: draft.text,
+            client_msg_id: draft.client_msg_id,
+            source: draft.source.as_str().into(),
+            created_at_ms: Timestamp::now().0,
+            create_for: draft.create_for.as_ref().map(Into::into),
+        };
+        let envelope = Envelope::new(
+            subjects::CMD_SEND_MESSAGE,
+            encode(&command(command::Kind::SendMessage(send))),
+        )
+        .header(headers::CONVERSATION, draft.conversation_id)
+        .header(headers::MESSAGE, id.to_string());
+        let result = self.call(envelope).await?;
+        match result.outcome {
+            Some(command_result::Outcome::Message(m)) => {
+                Ok((m.try_into().map_err(malformed)?, result.created))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a conversation, or returns the existing one (`false`).
+    pub async fn create_conversation(
+        &self,
+        id: String,
+        channel: Channel,
+        customer: Customer,
+    ) -> Result<(Conversation, bool), ApiError> {
+        let create = pb::CreateConversation {
+            id: id.clone(),
+            channel: channel.as_str().into(),
+            customer: Some((&customer).into()),
+            at_ms: Timestamp::now().0,
+        };
+        let envelope = Envelope::new(
+            subjects::CMD_CREATE_CONVERSATION,
+            encode(&command(command::Kind::CreateConversation(create))),
+        )
+        .header(headers::CONVERSATION, id);
+        let result = self.call(envelope).await?;
+        match result.outcome {
+            Some(command_result::Outcome::Conversation(c)) => {
+                Ok((c.try_into().map_err(malformed)?, result.created))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Moves a message's status forward; answers the status it now has.
+    pub async fn set_status(
+        &self,
+        message_id: Uuid,
+        status: DeliveryStatus,
+    ) -> Result<StatusUpdate, ApiError> {
+        let set = pb::SetStatus {
+            message_id: message_id.to_string(),
+            status: status.as_str().into(),
+            at_ms: Timestamp::now().0,
+        };
+        let envelope = Envelope::new(
+            subjects::CMD_SET_STATUS,
+            encode(&command(command::Kind::SetStatus(set))),
+        )
+        .header(headers::MESSAGE, message_id.to_string());
+        let result = self.call(envelope).await?;
+        match result.outcome {
+            Some(command_result::Outcome::Status(s)) => s.try_into().map_err(malformed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Hands a bot reply over; answers how many sockets got it (0: queued).
+    pub async fn bot_reply(&self, phone: String, text: String) -> Result<u32, ApiError> {
+        let reply = pb::BotReply {
+            id: Uuid::now_v7().to_string(),
+            phone,
+            text,
+            at_ms: Timestamp::now().0,
+        };
+        let envelope = Envelope::new(
+            subjects::CMD_BOT_REPLY,
+            encode(&command(command::Kind::BotReply(reply))),
+        );
+        match self.call(envelope).await?.outcome {
+            Some(command_result::Outcome::Delivered(n)) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn call(&self, envelope: Envelope) -> Result<pb::CommandResult, ApiError> {
+        // A fresh id per call: the bus must not drop a deliberate second call;
+        // idempotency is the store's (message id, client_msg_id).
+        let answer = self
+            .caller
+            .call(envelope, &Uuid::now_v7().to_string())
+            .await?;
+        let result = pb::CommandResult::decode(&answer[..])
+            .map_err(|_| ApiError::unavailable("undecodable worker answer"))?;
+        match result.outcome {
+            Some(command_result::Outcome::Error(e)) => Err(ApiError::from_body(e.into())),
+            _ => Ok(result),
+        }
+    }
+}
+
+fn command(kind: command::Kind) -> pb::Command {
+    pb::Command { kind: Some(kind) }
+}
+
+fn malformed(e: switchboard_proto::model::Malformed) -> ApiError {
+    ApiError::unavailable(format!("worker answered with a {e}"))
+}
+
+fn unexpected(outcome: Option<command_result::Outcome>) -> ApiError {
+    ApiError::unavailable(format!("worker answered with an unexpected {outcome:?}"))
+}

@@ -1,0 +1,249 @@
+//! Conversations and messages over HTTP: the service API of contract §4.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use switchboard_proto::model::{
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, StatusUpdate,
+};
+use switchboard_store::InboxFilter;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{AppState, Body, Caller, Query};
+use crate::commands::Draft;
+use crate::error::ApiError;
+use crate::state::check_id;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/conversations",
+            post(create_conversation).get(list_conversations),
+        )
+        .route("/api/v1/conversations/{id}", get(get_conversation))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            post(post_message).get(history),
+        )
+        .route("/api/chat/sessions/{id}/messages", get(history))
+        .route("/api/v1/messages/{id}/status", post(set_status))
+}
+
+/// The largest page any listing answers.
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateConversation {
+    /// Chosen by the server (a UUIDv7) when absent.
+    id: Option<String>,
+    channel: Channel,
+    customer: Customer,
+}
+
+/// Create a conversation; an existing id answers the existing conversation (200).
+#[utoipa::path(post, path = "/api/v1/conversations", request_body = CreateConversation,
+    responses((status = 201, body = Conversation), (status = 200, body = Conversation), (status = 403, body = ErrorResponse)))]
+async fn create_conversation(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Body(body): Body<CreateConversation>,
+) -> Result<(StatusCode, Json<Conversation>), ApiError> {
+    if who.is_customer() && body.customer.id != who.user_id {
+        return Err(ApiError::forbidden(
+            "a customer may only create its own conversations",
+        ));
+    }
+    let id = body.id.unwrap_or_else(|| Uuid::now_v7().to_string());
+    check_id("id", &id)?;
+    check_id("customer.id", &body.customer.id)?;
+    let (conversation, created) = state
+        .commands
+        .create_conversation(id, body.channel, body.customer)
+        .await?;
+    who.check_access(&conversation)?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(conversation),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct InboxQuery {
+    channel: Option<Channel>,
+    phone: Option<String>,
+    status: Option<ConversationStatus>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationList {
+    conversations: Vec<Conversation>,
+}
+
+/// The inbox: conversations, most recently active first, each with its last message.
+#[utoipa::path(get, path = "/api/v1/conversations", params(InboxQuery),
+    responses((status = 200, body = ConversationList), (status = 403, body = ErrorResponse)))]
+async fn list_conversations(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Query(query): Query<InboxQuery>,
+) -> Result<Json<ConversationList>, ApiError> {
+    who.require_staff()?;
+    let filter = InboxFilter {
+        channel: query.channel,
+        phone: query.phone,
+        status: query.status,
+        customer_id: None,
+        limit: query.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
+    };
+    let conversations = state.store.list_conversations(&filter).await?;
+    Ok(Json(ConversationList { conversations }))
+}
+
+/// One conversation.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}",
+    responses((status = 200, body = Conversation), (status = 404, body = ErrorResponse)))]
+async fn get_conversation(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(state.conversation_for(&who, &id).await?))
+}
+
+/// Either `{text}` or seed 003's `{message_type:"text", content:{text}}`.
+#[derive(Deserialize, ToSchema)]
+pub struct PostMessage {
+    text: Option<String>,
+    message_type: Option<String>,
+    content: Option<MessageContent>,
+    client_msg_id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MessageContent {
+    text: Option<String>,
+}
+
+impl PostMessage {
+    fn into_text(self) -> Result<(String, Option<String>), ApiError> {
+        if let Some(kind) = self.message_type.as_deref().filter(|k| *k != "text") {
+            return Err(ApiError::bad_request(format!(
+                "message_type {kind:?} is not supported; use \"text\""
+            )));
+        }
+        let text = self.text.or(self.content.and_then(|c| c.text));
+        let text =
+            text.ok_or_else(|| ApiError::bad_request("text (or content.text) is required"))?;
+        Ok((text, self.client_msg_id))
+    }
+}
+
+/// Publish a message; answers the stored Message (200 when it was a retry).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", request_body = PostMessage,
+    responses((status = 201, body = Message), (status = 200, body = Message), (status = 404, body = ErrorResponse)))]
+async fn post_message(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<PostMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let (text, client_msg_id) = body.into_text()?;
+    state.check_text(&text)?;
+    if let Some(key) = &client_msg_id {
+        check_id("client_msg_id", key)?;
+    }
+    state.conversation_for(&who, &id).await?;
+    let draft = Draft {
+        conversation_id: id,
+        sender: who.sender(),
+        text,
+        client_msg_id,
+        source: who.role.source(),
+        create_for: None,
+    };
+    let (message, created) = state.commands.send_message(draft).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(message),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Messages after this offset; the latest page when absent.
+    since_offset: Option<u64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageList {
+    messages: Vec<Message>,
+}
+
+/// History in ascending offsets (also served as `/api/chat/sessions/{id}/messages`).
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", params(HistoryQuery),
+    responses((status = 200, body = MessageList), (status = 404, body = ErrorResponse)))]
+async fn history(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    state.conversation_for(&who, &id).await?;
+    let limit = query
+        .limit
+        .unwrap_or(state.config.limits.history_page)
+        .clamp(1, MAX_LIMIT);
+    let messages = match query.since_offset {
+        Some(since) => state.store.messages_after(&id, since, limit).await?,
+        None => state.store.latest_messages(&id, limit).await?,
+    };
+    Ok(Json(MessageList { messages }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetStatus {
+    status: DeliveryStatus,
+}
+
+/// A delivery or read receipt; statuses only move forward.
+#[utoipa::path(post, path = "/api/v1/messages/{id}/status", request_body = SetStatus,
+    responses((status = 200, body = StatusUpdate), (status = 404, body = ErrorResponse)))]
+async fn set_status(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<SetStatus>,
+) -> Result<Json<StatusUpdate>, ApiError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("message id must be a UUID"))?;
+    let message = state
+        .store
+        .message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("message {id} not found")))?;
+    state
+        .conversation_for(&who, &message.conversation_id)
+        .await?;
+    Ok(Json(state.commands.set_status(id, body.status).await?))
+}
+
+/// `{error:{code, message}}`, for the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorResponse {
+    error: switchboard_proto::model::ErrorBody,
+}

@@ -1,0 +1,107 @@
+//! The HTTP side of an edge (contract §4).
+//!
+//! - [`conversations`]: conversations and their messages, the service API.
+//! - [`compat`]: the endpoints our users' existing systems call (seeds 000,
+//!   001, 004).
+//! - [`ops`]: health, readiness, metrics and the OpenAPI document.
+
+pub mod compat;
+pub mod conversations;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::socketio::query_param;
+use crate::state::EdgeState;
+
+pub type AppState = Arc<EdgeState>;
+
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    Router::new()
+        .merge(conversations::routes())
+        .merge(compat::routes())
+        .merge(ops::routes())
+        .layer(DefaultBodyLimit::max(limits.max_payload))
+        .with_state(state)
+}
+
+/// An allow-list of browser origins; no list, no cross-origin access.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_credentials(true)
+}
+
+/// The caller, from `Authorization: Bearer <token>` or, for clients that
+/// cannot set headers (a bot's webhook URL), `?token=`.
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::to_owned);
+        let token = bearer.or_else(|| parts.uri.query().and_then(|q| query_param(q, "token")));
+        Ok(Caller(state.verifier.verify(token.as_deref())?))
+    }
+}
+
+/// A JSON body whose rejection is our error shape, naming what was wrong.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    "too_large"
+                } else {
+                    "bad_request"
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// Query strings parsed into our error shape too.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|r| ApiError::bad_request(r.body_text()))
+    }
+}

@@ -1,0 +1,92 @@
+//! For operators: liveness, readiness, metrics, and the API's description.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use super::{AppState, compat, conversations};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready while the bus and the database answer and the node is not draining.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let bus = state.bus.is_ready().await;
+    let database = state.store.ping().await.is_ok();
+    let draining = state.is_draining();
+    let ready = bus && database && !draining;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "bus": bus,
+        "database": database,
+        "draining": draining,
+    });
+    (status, Json(body))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard", description = "Real-time messaging backbone for customer-support chat"),
+    paths(
+        conversations::create_conversation,
+        conversations::list_conversations,
+        conversations::get_conversation,
+        conversations::post_message,
+        conversations::history,
+        conversations::set_status,
+        compat::bot_reply,
+        compat::notify_message,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,83 @@
+//! An edge node: holds client sockets, serves the HTTP API, and moves events
+//! between sockets and the bus. It writes nothing itself: every write is a
+//! command for the workers.
+//!
+//! - [`auth`]: tokens and who may do what. [`error`]: the one error shape.
+//! - [`socketio`]: Socket.IO clients. [`http`]: the HTTP API.
+//! - [`feed`]: ordered, gap-free delivery per conversation.
+//! - [`commands`]: writes, as commands to the workers.
+//! - [`state`], [`config`], [`limits`]: what handlers share and are bounded by.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod feed;
+pub mod http;
+pub mod limits;
+pub mod socketio;
+pub mod state;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_bus::Bus;
+use switchboard_bus::rpc::Caller;
+use switchboard_store::Store;
+
+use crate::commands::Commands;
+use crate::config::EdgeConfig;
+use crate::feed::Feeds;
+use crate::socketio::fanout::SocketIoFanout;
+use crate::socketio::relays::{PhoneRelays, relay_inbox};
+use crate::state::EdgeState;
+
+/// A started edge: its router to serve, and its state for shutdown.
+pub struct Edge {
+    pub router: axum::Router,
+    pub state: Arc<EdgeState>,
+}
+
+impl Edge {
+    pub async fn start(
+        config: EdgeConfig,
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Self> {
+        let (layer, io) = socketio::layer(&config.limits);
+        let caller =
+            Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;
+        let fanout = Arc::new(SocketIoFanout { io: io.clone() });
+        let feeds = Feeds::new(
+            bus.clone(),
+            store.clone(),
+            fanout,
+            config.limits.history_page,
+            config.limits.max_recovery,
+        );
+        let phones = PhoneRelays::new(bus.clone(), io.clone());
+        relay_inbox(bus.clone(), io.clone()).await?;
+        let cors = http::cors(&config.cors_origins);
+        let state = Arc::new(EdgeState::new(
+            config,
+            bus,
+            store,
+            Commands::new(caller),
+            feeds,
+            phones,
+            io,
+            metrics,
+        ));
+        socketio::register(state.clone());
+        let router = http::router(state.clone()).layer(layer).layer(cors);
+        Ok(Self { router, state })
+    }
+
+    /// Stops taking sockets and closes the connected ones' transports, which
+    /// socket.io clients answer by reconnecting (to another node).
+    pub async fn drain(&self) {
+        self.state.start_draining();
+        self.state.io.close().await;
+    }
+}

@@ -1,0 +1,332 @@
+//! The chat events of namespace `/` (contract §3).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use socketioxide::extract::SocketRef;
+use switchboard_bus::events::Event;
+use switchboard_proto::model::{DeliveryStatus, Timestamp};
+use switchboard_proto::pb;
+use uuid::Uuid;
+
+use super::fanout::{chat_room, legacy_room};
+use super::session::{Reply, Session};
+use crate::commands::Draft;
+use crate::error::ApiError;
+use crate::feed::{JoinRequest, Snapshot};
+use crate::state::{EdgeState, check_id};
+
+/// What every handler is given.
+#[derive(Clone)]
+pub struct Ctx {
+    pub state: Arc<EdgeState>,
+    pub socket: SocketRef,
+    pub session: Arc<Session>,
+}
+
+#[derive(Deserialize)]
+struct JoinPayload {
+    conversation_id: String,
+    since_offset: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ConversationPayload {
+    conversation_id: String,
+}
+
+#[derive(Deserialize)]
+struct SendPayload {
+    conversation_id: String,
+    text: String,
+    client_msg_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MarkReadPayload {
+    conversation_id: String,
+    message_id: Uuid,
+}
+
+fn parse<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, ApiError> {
+    serde_json::from_value(data)
+        .map_err(|e| ApiError::bad_request(format!("invalid {event} payload: {e}")))
+}
+
+pub async fn join_conversation(ctx: Ctx, data: Value, reply: Reply) {
+    let payload: JoinPayload = match parse("join_conversation", data) {
+        Ok(p) => p,
+        Err(e) => return reply.send(Err(e)),
+    };
+    join(
+        ctx,
+        payload.conversation_id,
+        payload.since_offset,
+        false,
+        reply,
+    )
+    .await;
+}
+
+/// Seed 004: `join "chat:<id>"` (or `"conversation:<id>"`), no ack expected.
+pub async fn legacy_join(ctx: Ctx, data: Value, reply: Reply) {
+    match legacy_conversation(&data) {
+        Ok(id) => join(ctx, id, None, true, reply).await,
+        Err(e) => reply.send(Err(e)),
+    }
+}
+
+pub async fn legacy_leave(ctx: Ctx, data: Value, reply: Reply) {
+    reply.send(legacy_conversation(&data).map(|id| {
+        leave(&ctx, &id, true);
+        json!({ "conversation_id": id })
+    }));
+}
+
+fn legacy_conversation(data: &Value) -> Result<String, ApiError> {
+    let room = data
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("join takes a room name such as \"chat:<id>\""))?;
+    room.strip_prefix("chat:")
+        .or_else(|| room.strip_prefix("conversation:"))
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown room {room:?}: use \"chat:<id>\"")))
+}
+
+async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: bool, reply: Reply) {
+    let admitted = async {
+        ctx.state
+            .conversation_for(&ctx.session.identity, &conversation_id)
+            .await?;
+        ctx.session.enter(&conversation_id, legacy)
+    };
+    let new_member = match admitted.await {
+        Ok(new_member) => new_member,
+        Err(e) => return reply.send(Err(e)),
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let respond = {
+        let ctx = ctx.clone();
+        let conversation_id = conversation_id.clone();
+        // Runs in the feed's sequence: the answer goes out and the socket
+        // enters the room before the feed delivers anything newer.
+        Box::new(move |outcome: Result<Snapshot, ApiError>| {
+            let answer = outcome.map(|snapshot| {
+                let room = if legacy {
+                    legacy_room(&conversation_id)
+                } else {
+                    chat_room(&conversation_id)
+                };
+                ctx.socket.join(room);
+                if !legacy {
+                    let joined = json!({ "conversation_id": conversation_id, "message": "joined" });
+                    let _ = ctx.socket.emit("joined_conversation", &joined);
+                }
+                json!({
+                    "conversation_id": conversation_id,
+                    "offset": snapshot.offset,
+                    "messages": snapshot.messages,
+                    "has_more": snapshot.has_more,
+                })
+            });
+            let _ = done_tx.send(answer.is_ok());
+            reply.send(answer);
+        })
+    };
+    ctx.state
+        .feeds
+        .join(&conversation_id, JoinRequest { since, respond }, new_member);
+    match done_rx.await {
+        Ok(true) if new_member && !legacy => announce_presence(&ctx, &conversation_id, true).await,
+        Ok(true) => {}
+        _ => leave(&ctx, &conversation_id, legacy),
+    }
+}
+
+pub async fn leave_conversation(ctx: Ctx, data: Value, reply: Reply) {
+    let outcome =
+        parse::<ConversationPayload>("leave_conversation", data).map(|p| p.conversation_id);
+    match outcome {
+        Ok(id) => {
+            let was_member = ctx.session.is_chat_member(&id);
+            leave(&ctx, &id, false);
+            if was_member {
+                stop_typing(&ctx, &id).await;
+                announce_presence(&ctx, &id, false).await;
+            }
+            let _ = ctx
+                .socket
+                .emit("left_conversation", &json!({ "conversation_id": id }));
+            reply.send(Ok(json!({ "conversation_id": id })));
+        }
+        Err(e) => reply.send(Err(e)),
+    }
+}
+
+/// Takes the socket out of the room and, when it is out entirely, the feed.
+fn leave(ctx: &Ctx, conversation_id: &str, legacy: bool) {
+    let room = if legacy {
+        legacy_room(conversation_id)
+    } else {
+        chat_room(conversation_id)
+    };
+    ctx.socket.leave(room);
+    if ctx.session.exit(conversation_id, legacy) == Some(true) {
+        ctx.state.feeds.leave(conversation_id);
+    }
+}
+
+pub async fn send_message(ctx: Ctx, data: Value, reply: Reply) {
+    reply.send(
+        store_message(&ctx, data)
+            .await
+            .map(|message| json!({ "message": message })),
+    );
+}
+
+async fn store_message(
+    ctx: &Ctx,
+    data: Value,
+) -> Result<switchboard_proto::model::Message, ApiError> {
+    let payload: SendPayload = parse("send_message", data)?;
+    ctx.state.check_text(&payload.text)?;
+    if let Some(key) = &payload.client_msg_id {
+        check_id("client_msg_id", key)?;
+    }
+    ctx.state
+        .conversation_for(&ctx.session.identity, &payload.conversation_id)
+        .await?;
+    if !ctx.session.may_publish() {
+        return Err(ApiError::rate_limited("too many messages: slow down"));
+    }
+    let identity = &ctx.session.identity;
+    let draft = Draft {
+        conversation_id: payload.conversation_id,
+        sender: identity.sender(),
+        text: payload.text,
+        client_msg_id: payload.client_msg_id,
+        source: identity.role.source(),
+        create_for: None,
+    };
+    Ok(ctx.state.commands.send_message(draft).await?.0)
+}
+
+pub async fn typing_start(ctx: Ctx, data: Value, reply: Reply) {
+    reply.send(typing(&ctx, data, true).await);
+}
+
+pub async fn typing_stop(ctx: Ctx, data: Value, reply: Reply) {
+    reply.send(typing(&ctx, data, false).await);
+}
+
+async fn typing(ctx: &Ctx, data: Value, typing: bool) -> Result<Value, ApiError> {
+    let event = if typing {
+        "typing_start"
+    } else {
+        "typing_stop"
+    };
+    let id = parse::<ConversationPayload>(event, data)?.conversation_id;
+    if !ctx.session.is_chat_member(&id) {
+        return Err(ApiError::forbidden(format!(
+            "join conversation {id} before typing in it"
+        )));
+    }
+    if !ctx.session.may_type() {
+        return Err(ApiError::rate_limited("too many typing events: slow down"));
+    }
+    if typing {
+        let expiry = {
+            let ctx = ctx.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ctx.state.config.limits.typing_ttl).await;
+                ctx.session.set_typing_timer(&id, None);
+                publish_typing(&ctx, &id, false).await;
+            })
+        };
+        ctx.session
+            .set_typing_timer(&id, Some(expiry.abort_handle()));
+        publish_typing(ctx, &id, true).await;
+    } else {
+        stop_typing(ctx, &id).await;
+    }
+    Ok(json!({ "conversation_id": id }))
+}
+
+/// Ends a typing indicator the socket had shown, if any.
+pub async fn stop_typing(ctx: &Ctx, conversation_id: &str) {
+    if ctx.session.set_typing_timer(conversation_id, None) {
+        publish_typing(ctx, conversation_id, false).await;
+    }
+}
+
+async fn publish_typing(ctx: &Ctx, conversation_id: &str, typing: bool) {
+    let event = Event::Typing(pb::Typing {
+        conversation_id: conversation_id.to_owned(),
+        user_id: ctx.session.identity.user_id.clone(),
+        typing,
+        origin: ctx.socket.id.to_string(),
+    });
+    if let Err(e) = event.publish(ctx.state.bus.as_ref()).await {
+        tracing::debug!(error = %e, "typing not published");
+    }
+}
+
+pub async fn announce_presence(ctx: &Ctx, conversation_id: &str, online: bool) {
+    let identity = &ctx.session.identity;
+    let event = Event::Presence(pb::Presence {
+        conversation_id: conversation_id.to_owned(),
+        user_id: identity.user_id.clone(),
+        role: identity.role.as_str().into(),
+        online,
+        origin: ctx.socket.id.to_string(),
+    });
+    if let Err(e) = event.publish(ctx.state.bus.as_ref()).await {
+        tracing::debug!(error = %e, "presence not published");
+    }
+}
+
+pub async fn mark_read(ctx: Ctx, data: Value, reply: Reply) {
+    let outcome = async {
+        let payload: MarkReadPayload = parse("mark_read", data)?;
+        ctx.state
+            .conversation_for(&ctx.session.identity, &payload.conversation_id)
+            .await?;
+        let message = ctx.state.store.message(payload.message_id).await?;
+        if message.is_none_or(|m| m.conversation_id != payload.conversation_id) {
+            return Err(ApiError::not_found(format!(
+                "message {} not found in that conversation",
+                payload.message_id
+            )));
+        }
+        let status = ctx
+            .state
+            .commands
+            .set_status(payload.message_id, DeliveryStatus::Read)
+            .await?;
+        Ok(json!({ "status": status }))
+    };
+    reply.send(outcome.await);
+}
+
+pub async fn ping(ctx: Ctx, _data: Value, reply: Reply) {
+    let now = Timestamp::now();
+    let _ = ctx.socket.emit("pong", &json!({ "timestamp": now }));
+    reply.send(Ok(json!({ "timestamp": now })));
+}
+
+/// Everything a socket held, given back when it goes.
+pub async fn disconnect(ctx: Ctx) {
+    for (conversation_id, membership) in ctx.session.exit_all() {
+        ctx.state.feeds.leave(&conversation_id);
+        if membership.chat {
+            stop_typing(&ctx, &conversation_id).await;
+            announce_presence(&ctx, &conversation_id, false).await;
+        }
+    }
+    if let Some(phone) = &ctx.session.phone {
+        ctx.state.phones.release(phone).await;
+    }
+}

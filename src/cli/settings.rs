@@ -1,0 +1,160 @@
+//! Settings, in order of precedence: flags, `SWITCHBOARD_*` environment, the
+//! TOML file named by `--config` / `SWITCHBOARD_CONFIG`, defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use switchboard_edge::config::Limits;
+
+/// Declares the settings once: each is a flag, an environment variable and a
+/// TOML key (the flag's name with `_`).
+macro_rules! settings {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $env:literal),+ $(,)?) => {
+        #[derive(clap::Args, Deserialize, Default, Debug, Clone)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            /// A TOML file with any of these settings.
+            #[arg(long, env = "SWITCHBOARD_CONFIG")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $($(#[$doc])* #[arg(long, env = $env)] pub $field: Option<$ty>,)+
+        }
+
+        impl Settings {
+            /// Fills what flags and environment left open from `file`.
+            fn or(self, file: Settings) -> Settings {
+                Settings { config: self.config, $($field: self.$field.or(file.$field),)+ }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Listen address.
+    http_addr: SocketAddr = "SWITCHBOARD_HTTP_ADDR",
+    /// Where `dev` keeps its SQLite file.
+    data_dir: PathBuf = "SWITCHBOARD_DATA_DIR",
+    /// HS256 secret for user, bot and service tokens.
+    jwt_secret: String = "SWITCHBOARD_JWT_SECRET",
+    /// Allowed browser origins, comma-separated.
+    cors_origins: String = "SWITCHBOARD_CORS_ORIGINS",
+    /// Largest Socket.IO or HTTP payload, bytes.
+    max_payload: usize = "SWITCHBOARD_MAX_PAYLOAD",
+    /// Longest message text, characters.
+    max_text_len: usize = "SWITCHBOARD_MAX_TEXT_LEN",
+    /// Conversations one socket may be in.
+    max_joins: usize = "SWITCHBOARD_MAX_JOINS",
+    /// Messages per second per connection.
+    publish_rate: u32 = "SWITCHBOARD_PUBLISH_RATE",
+    /// Typing events per second per connection.
+    typing_rate: u32 = "SWITCHBOARD_TYPING_RATE",
+    /// Milliseconds after which a typing indicator ends by itself.
+    typing_ttl_ms: u64 = "SWITCHBOARD_TYPING_TTL_MS",
+    /// Packets queued per socket before a client that stopped reading is dropped.
+    outbound_buffer: usize = "SWITCHBOARD_OUTBOUND_BUFFER",
+    /// Seconds SIGTERM waits for in-flight work before exiting.
+    drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
+}
+
+/// Settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    pub drain_timeout: Duration,
+}
+
+impl Settings {
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        let s = self.or(file);
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_payload: s.max_payload.unwrap_or(defaults.max_payload),
+            max_text_len: s.max_text_len.unwrap_or(defaults.max_text_len),
+            max_joins: s.max_joins.unwrap_or(defaults.max_joins),
+            publish_rate: s.publish_rate.unwrap_or(defaults.publish_rate),
+            typing_rate: s.typing_rate.unwrap_or(defaults.typing_rate),
+            typing_ttl: s
+                .typing_ttl_ms
+                .map_or(defaults.typing_ttl, Duration::from_millis),
+            outbound_buffer: s.outbound_buffer.unwrap_or(defaults.outbound_buffer),
+            ..defaults
+        };
+        Ok(Resolved {
+            http_addr: s
+                .http_addr
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
+            jwt_secret: s.jwt_secret.filter(|s| !s.is_empty()),
+            cors_origins: s
+                .cors_origins
+                .map(|o| {
+                    o.split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            limits,
+            drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("sb-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("switchboard.toml");
+        std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\nmax_joins = 7\ncors_origins = \"https://a.example, https://b.example\"\n").unwrap();
+        let flags = Settings {
+            config: Some(file),
+            max_joins: Some(3),
+            ..Default::default()
+        };
+        let resolved = flags.resolve().unwrap();
+        assert_eq!(resolved.http_addr.port(), 9000);
+        assert_eq!(resolved.limits.max_joins, 3);
+        assert_eq!(
+            resolved.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(resolved.limits.max_text_len, Limits::default().max_text_len);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("sb-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("switchboard.toml");
+        std::fs::write(&file, "max_jions = 7\n").unwrap();
+        let err = Settings {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_jions"), "{err:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,123 @@
+//! Where conversations and messages live.
+//!
+//! - [`Store`]: the one interface the workers write through and edges read from.
+//! - [`sqlite`]: the embedded store of `switchboard dev`.
+//!
+//! The store is the sequencer: a message's offset is assigned in the same
+//! transaction that stores it, from its conversation's `last_offset`, so
+//! offsets start at 1 and have no gaps whoever writes.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use switchboard_proto::model::{
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Sender, Source,
+    StatusUpdate, Timestamp,
+};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conversation {0} not found")]
+    ConversationNotFound(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database holds an unreadable value in {0}")]
+    Corrupt(&'static str),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct NewConversation {
+    pub id: String,
+    pub channel: Channel,
+    pub customer: Customer,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub conversation_id: String,
+    pub sender: Sender,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub source: Source,
+    pub created_at: Timestamp,
+    /// Create the conversation for this customer when it does not exist.
+    pub create_for: Option<Customer>,
+}
+
+/// What storing a message did.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub message: Message,
+    /// False when the message was already stored (same id or client_msg_id).
+    pub created: bool,
+    /// The conversation afterwards, with this message as its last.
+    pub conversation: Conversation,
+    pub conversation_created: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusChange {
+    pub update: StatusUpdate,
+    /// False when the status would have moved backwards (or stayed put).
+    pub changed: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InboxFilter {
+    pub channel: Option<Channel>,
+    pub phone: Option<String>,
+    pub status: Option<ConversationStatus>,
+    pub customer_id: Option<String>,
+    pub limit: u32,
+}
+
+/// A bot reply waiting for its user to connect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedBotReply {
+    pub id: String,
+    pub phone: String,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates it, or returns the existing one (`false`) when the id is taken.
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
+    async fn conversation(&self, id: &str) -> Result<Option<Conversation>>;
+    /// Most recently active first.
+    async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>>;
+    /// Stores a message with the next offset, idempotently.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// Messages with offset > `after`, ascending, at most `limit`.
+    async fn messages_after(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    /// The newest `limit` messages, ascending.
+    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>>;
+    async fn message(&self, id: Uuid) -> Result<Option<Message>>;
+    /// Moves a message's status forward; `None` when the message is unknown.
+    async fn set_status(
+        &self,
+        message_id: Uuid,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>>;
+    async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()>;
+    /// Removes and returns the replies queued for a phone, oldest first.
+    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>>;
+    /// True when this call removed it (it was still queued).
+    async fn remove_bot_reply(&self, id: &str) -> Result<bool>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+}

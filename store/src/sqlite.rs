@@ -1,0 +1,441 @@
+//! The embedded store: one SQLite file in WAL mode.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use switchboard_proto::model::{
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, Sender,
+    Source, StatusUpdate, Timestamp,
+};
+use uuid::Uuid;
+
+use crate::{
+    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Result, StatusChange,
+    Store, StoreError,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.customer_name, \
+     c.customer_phone, c.assignee, c.created_at, c.updated_at, \
+     m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
+     m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
+     m.source AS m_source, m.created_at AS m_created_at";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and migrates it.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        Self::connect(options, 8).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        // Each connection to `:memory:` is its own database: keep exactly one.
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?;
+        Ok(Self { pool })
+    }
+
+    async fn conversation_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        id: &str,
+    ) -> Result<Option<Conversation>> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset \
+             WHERE c.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+}
+
+fn parse<T>(value: &str, parse: fn(&str) -> Option<T>, column: &'static str) -> Result<T> {
+    parse(value).ok_or(StoreError::Corrupt(column))
+}
+
+fn message_from_row(row: &SqliteRow, prefix: &str, conversation_id: &str) -> Result<Message> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let id: String = row.try_get(col("id").as_str())?;
+    let seq: i64 = row.try_get(col("seq").as_str())?;
+    Ok(Message {
+        id: id.parse().map_err(|_| StoreError::Corrupt("messages.id"))?,
+        conversation_id: conversation_id.to_owned(),
+        offset: seq as u64,
+        sender: Sender {
+            id: row.try_get(col("sender_id").as_str())?,
+            role: parse(
+                row.try_get(col("sender_role").as_str())?,
+                Role::parse,
+                "messages.sender_role",
+            )?,
+            name: row.try_get(col("sender_name").as_str())?,
+        },
+        text: row.try_get(col("text").as_str())?,
+        client_msg_id: row.try_get(col("client_msg_id").as_str())?,
+        source: parse(
+            row.try_get(col("source").as_str())?,
+            Source::parse,
+            "messages.source",
+        )?,
+        created_at: Timestamp(row.try_get(col("created_at").as_str())?),
+    })
+}
+
+fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
+    let id: String = row.try_get("id")?;
+    let last_id: Option<String> = row.try_get("m_id")?;
+    let last_message = match last_id {
+        Some(_) => Some(message_from_row(row, "m_", &id)?),
+        None => None,
+    };
+    Ok(Conversation {
+        channel: parse(
+            row.try_get("channel")?,
+            Channel::parse,
+            "conversations.channel",
+        )?,
+        status: parse(
+            row.try_get("status")?,
+            ConversationStatus::parse,
+            "conversations.status",
+        )?,
+        customer: Customer {
+            id: row.try_get("customer_id")?,
+            name: row.try_get("customer_name")?,
+            phone: row.try_get("customer_phone")?,
+        },
+        assignee: row.try_get("assignee")?,
+        last_message,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        id,
+    })
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at";
+
+async fn insert_conversation(
+    conn: &mut sqlx::SqliteConnection,
+    new: &NewConversation,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
+         created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.id)
+    .bind(new.channel.as_str())
+    .bind(&new.customer.id)
+    .bind(&new.customer.name)
+    .bind(&new.customer.phone)
+    .bind(new.at.0)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let created = insert_conversation(&mut tx, &new).await?;
+        let conversation = self
+            .conversation_in(&mut tx, &new.id)
+            .await?
+            .ok_or_else(|| StoreError::ConversationNotFound(new.id.clone()))?;
+        tx.commit().await?;
+        Ok((conversation, created))
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
+        let mut conn = self.pool.acquire().await?;
+        self.conversation_in(&mut conn, id).await
+    }
+
+    async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset \
+             WHERE ($1 IS NULL OR c.channel = $1) AND ($2 IS NULL OR c.customer_phone = $2) \
+             AND ($3 IS NULL OR c.status = $3) AND ($4 IS NULL OR c.customer_id = $4) \
+             ORDER BY c.updated_at DESC, c.id LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.channel.map(Channel::as_str))
+            .bind(&filter.phone)
+            .bind(filter.status.map(ConversationStatus::as_str))
+            .bind(&filter.customer_id)
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        // IMMEDIATE takes the write lock first, so two writers cannot both read
+        // the same last_offset.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut conversation_created = false;
+        if let Some(customer) = &new.create_for {
+            let conversation = NewConversation {
+                id: new.conversation_id.clone(),
+                channel: Channel::Web,
+                customer: customer.clone(),
+                at: new.created_at,
+            };
+            conversation_created = insert_conversation(&mut tx, &conversation).await?;
+        }
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 OR \
+             (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4)"
+        )))
+        .bind(new.id.to_string())
+        .bind(&new.conversation_id)
+        .bind(&new.sender.id)
+        .bind(&new.client_msg_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let message = message_from_row(&row, "", &new.conversation_id)?;
+            let conversation = self
+                .conversation_in(&mut tx, &new.conversation_id)
+                .await?
+                .ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
+            tx.commit().await?;
+            return Ok(Appended {
+                message,
+                created: false,
+                conversation,
+                conversation_created,
+            });
+        }
+        let offset: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversations SET last_offset = last_offset + 1, updated_at = $2 WHERE id = $1 \
+             RETURNING last_offset",
+        )
+        .bind(&new.conversation_id)
+        .bind(new.created_at.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let offset =
+            offset.ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
+        sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+             client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&new.conversation_id)
+        .bind(offset)
+        .bind(new.id.to_string())
+        .bind(&new.sender.id)
+        .bind(new.sender.role.as_str())
+        .bind(&new.sender.name)
+        .bind(&new.text)
+        .bind(&new.client_msg_id)
+        .bind(new.source.as_str())
+        .bind(new.created_at.0)
+        .execute(&mut *tx)
+        .await?;
+        let conversation = self
+            .conversation_in(&mut tx, &new.conversation_id)
+            .await?
+            .ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
+        tx.commit().await?;
+        let message = conversation
+            .last_message
+            .clone()
+            .ok_or(StoreError::Corrupt("messages"))?;
+        Ok(Appended {
+            message,
+            created: true,
+            conversation,
+            conversation_created,
+        })
+    }
+
+    async fn messages_after(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(conversation_id)
+        .bind(after as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| message_from_row(r, "", conversation_id))
+            .collect()
+    }
+
+    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+        )))
+        .bind(conversation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .rev()
+            .map(|r| message_from_row(r, "", conversation_id))
+            .collect()
+    }
+
+    async fn message(&self, id: Uuid) -> Result<Option<Message>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT conversation_id, {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let conversation_id: String = r.try_get("conversation_id")?;
+            message_from_row(&r, "", &conversation_id)
+        })
+        .transpose()
+    }
+
+    async fn set_status(
+        &self,
+        message_id: Uuid,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT conversation_id, status, status_at, created_at FROM messages WHERE id = $1",
+        )
+        .bind(message_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let conversation_id: String = row.try_get("conversation_id")?;
+        let current = parse(
+            row.try_get("status")?,
+            DeliveryStatus::parse,
+            "messages.status",
+        )?;
+        let change = if status.advances(current) {
+            sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
+                .bind(message_id.to_string())
+                .bind(status.as_str())
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?;
+            StatusChange {
+                update: StatusUpdate {
+                    message_id,
+                    conversation_id,
+                    status,
+                    timestamp: at,
+                },
+                changed: true,
+            }
+        } else {
+            let since: Option<i64> = row.try_get("status_at")?;
+            let timestamp = Timestamp(since.unwrap_or(row.try_get("created_at")?));
+            StatusChange {
+                update: StatusUpdate {
+                    message_id,
+                    conversation_id,
+                    status: current,
+                    timestamp,
+                },
+                changed: false,
+            }
+        };
+        tx.commit().await?;
+        Ok(Some(change))
+    }
+
+    async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO bot_replies (id, phone, text, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&reply.id)
+        .bind(&reply.phone)
+        .bind(&reply.text)
+        .bind(reply.at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>> {
+        let rows = sqlx::query(
+            "DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at",
+        )
+        .bind(phone)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut replies = rows
+            .iter()
+            .map(|r| {
+                Ok(QueuedBotReply {
+                    id: r.try_get("id")?,
+                    phone: r.try_get("phone")?,
+                    text: r.try_get("text")?,
+                    at: Timestamp(r.try_get("created_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        replies.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(replies)
+    }
+
+    async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
