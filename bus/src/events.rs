@@ -36,9 +36,7 @@ impl Event {
         let body = &envelope.payload[..];
         let bad = |_| Malformed("event body");
         Ok(match envelope.headers.get(headers::EVENT) {
-            Some(kind::MESSAGE_NEW) => {
-                Event::MessageNew(pb::Message::decode(body).map_err(bad)?.try_into()?)
-            }
+            Some(kind::MESSAGE_NEW) => Event::MessageNew(pb::Message::decode(body).map_err(bad)?.try_into()?),
             Some(kind::MESSAGE_STATUS) => {
                 Event::MessageStatus(pb::MessageStatus::decode(body).map_err(bad)?.try_into()?)
             }
@@ -58,28 +56,24 @@ impl Event {
     /// The envelope this event travels in.
     pub fn envelope(&self) -> Envelope {
         match self {
-            Event::MessageNew(m) => Envelope::new(
-                subjects::conv_msg(&m.conversation_id),
-                encode(&pb::Message::from(m)),
-            )
-            .header(headers::EVENT, kind::MESSAGE_NEW)
-            .header(headers::CONVERSATION, m.conversation_id.clone())
-            .header(headers::MESSAGE, m.id.to_string()),
-            Event::MessageStatus(s) => Envelope::new(
-                subjects::conv_status(&s.conversation_id),
-                encode(&pb::MessageStatus::from(s)),
-            )
-            .header(headers::EVENT, kind::MESSAGE_STATUS)
-            .header(headers::CONVERSATION, s.conversation_id.clone())
-            .header(headers::MESSAGE, s.message_id.to_string()),
+            Event::MessageNew(m) => {
+                Envelope::new(subjects::conv_msg(&m.conversation_id), encode(&pb::Message::from(m)))
+                    .header(headers::EVENT, kind::MESSAGE_NEW)
+                    .header(headers::CONVERSATION, m.conversation_id.clone())
+                    .header(headers::MESSAGE, m.id.to_string())
+            }
+            Event::MessageStatus(s) => {
+                Envelope::new(subjects::conv_status(&s.conversation_id), encode(&pb::MessageStatus::from(s)))
+                    .header(headers::EVENT, kind::MESSAGE_STATUS)
+                    .header(headers::CONVERSATION, s.conversation_id.clone())
+                    .header(headers::MESSAGE, s.message_id.to_string())
+            }
             Event::Typing(t) => Envelope::new(subjects::conv_typing(&t.conversation_id), encode(t))
                 .header(headers::EVENT, kind::TYPING)
                 .header(headers::CONVERSATION, t.conversation_id.clone()),
-            Event::Presence(p) => {
-                Envelope::new(subjects::conv_presence(&p.conversation_id), encode(p))
-                    .header(headers::EVENT, kind::PRESENCE)
-                    .header(headers::CONVERSATION, p.conversation_id.clone())
-            }
+            Event::Presence(p) => Envelope::new(subjects::conv_presence(&p.conversation_id), encode(p))
+                .header(headers::EVENT, kind::PRESENCE)
+                .header(headers::CONVERSATION, p.conversation_id.clone()),
             Event::ConversationNew(c) => {
                 Envelope::new(subjects::INBOX_NEW, encode(&pb::Conversation::from(c)))
                     .header(headers::EVENT, kind::CONVERSATION_NEW)
@@ -116,11 +110,7 @@ mod tests {
             id: uuid::Uuid::now_v7(),
             conversation_id: "c.1".into(),
             offset: 3,
-            sender: Sender {
-                id: "u".into(),
-                role: Role::Bot,
-                name: "Botito".into(),
-            },
+            sender: Sender { id: "u".into(), role: Role::Bot, name: "Botito".into() },
             text: "hi".into(),
             client_msg_id: None,
             source: Source::Bot,
@@ -135,8 +125,8 @@ mod tests {
 
     #[test]
     fn a_garbled_event_is_malformed_not_a_panic() {
-        let envelope = Envelope::new("sb.conv.x.msg", vec![0xff, 0xff, 0xff])
-            .header(headers::EVENT, kind::MESSAGE_NEW);
+        let envelope =
+            Envelope::new("sb.conv.x.msg", vec![0xff, 0xff, 0xff]).header(headers::EVENT, kind::MESSAGE_NEW);
         assert!(Event::decode(&envelope).is_err());
         assert!(Event::decode(&Envelope::new("sb.conv.x.msg", "")).is_err());
     }

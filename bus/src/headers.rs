@@ -17,21 +17,14 @@ pub struct Headers(Vec<(String, String)>);
 impl Headers {
     pub fn insert(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self
-            .0
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {

@@ -35,11 +35,7 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self {
-            subject: subject.into(),
-            headers: Headers::default(),
-            payload: payload.into(),
-        }
+        Self { subject: subject.into(), headers: Headers::default(), payload: payload.into() }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {

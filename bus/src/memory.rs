@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use crate::subjects::{is_wildcard, matches};
-use crate::{
-    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Result, Subscription,
-};
+use crate::{Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Result, Subscription};
 
 /// How many undelivered messages a subscriber may have before the newest are
 /// dropped, as NATS drops them for a slow consumer.
@@ -125,13 +123,7 @@ impl MemoryBus {
     }
 
     fn queue(&self, stream: DurableStream) -> Arc<WorkQueue> {
-        self.inner
-            .streams
-            .lock()
-            .expect("streams lock")
-            .entry(stream)
-            .or_default()
-            .clone()
+        self.inner.streams.lock().expect("streams lock").entry(stream).or_default().clone()
     }
 
     fn fan_out(&self, envelope: &Envelope) {
@@ -140,13 +132,7 @@ impl MemoryBus {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             }
         };
-        if let Some(subs) = self
-            .inner
-            .exact
-            .read()
-            .expect("subs lock")
-            .get(&envelope.subject)
-        {
+        if let Some(subs) = self.inner.exact.read().expect("subs lock").get(&envelope.subject) {
             subs.iter().for_each(deliver);
         }
         for (pattern, sub) in self.inner.wildcard.read().expect("subs lock").iter() {
@@ -167,11 +153,7 @@ struct Unsubscribe {
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
         if is_wildcard(&self.pattern) {
-            self.inner
-                .wildcard
-                .write()
-                .expect("subs lock")
-                .retain(|(_, s)| s.id != self.id);
+            self.inner.wildcard.write().expect("subs lock").retain(|(_, s)| s.id != self.id);
         } else {
             let mut exact = self.inner.exact.write().expect("subs lock");
             if let Some(subs) = exact.get_mut(&self.pattern) {
@@ -196,13 +178,7 @@ impl Bus for MemoryBus {
             .into_iter()
             .find(|s| matches(s.subjects(), &envelope.subject))
             .ok_or_else(|| BusError::NoStream(envelope.subject.clone()))?;
-        if !self
-            .inner
-            .dedupe
-            .lock()
-            .expect("dedupe lock")
-            .first_time(msg_id, Instant::now())
-        {
+        if !self.inner.dedupe.lock().expect("dedupe lock").first_time(msg_id, Instant::now()) {
             return Ok(());
         }
         self.fan_out(&envelope);
@@ -215,46 +191,24 @@ impl Bus for MemoryBus {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let sub = Subscriber { id, tx };
         if is_wildcard(pattern) {
-            self.inner
-                .wildcard
-                .write()
-                .expect("subs lock")
-                .push((pattern.to_owned(), sub));
+            self.inner.wildcard.write().expect("subs lock").push((pattern.to_owned(), sub));
         } else {
-            self.inner
-                .exact
-                .write()
-                .expect("subs lock")
-                .entry(pattern.to_owned())
-                .or_default()
-                .push(sub);
+            self.inner.exact.write().expect("subs lock").entry(pattern.to_owned()).or_default().push(sub);
         }
-        let guard = Unsubscribe {
-            inner: self.inner.clone(),
-            pattern: pattern.to_owned(),
-            id,
-        };
-        Ok(Subscription::new(futures_util::stream::poll_fn(
-            move |cx| {
-                let _unsubscribe_on_drop = &guard;
-                rx.poll_recv(cx)
-            },
-        )))
+        let guard = Unsubscribe { inner: self.inner.clone(), pattern: pattern.to_owned(), id };
+        Ok(Subscription::new(futures_util::stream::poll_fn(move |cx| {
+            let _unsubscribe_on_drop = &guard;
+            rx.poll_recv(cx)
+        })))
     }
 
     async fn consume(&self, stream: DurableStream, _durable: &str) -> Result<Consumer> {
         let queue = self.queue(stream);
-        Ok(Consumer::new(futures_util::stream::unfold(
-            queue,
-            |queue| async move {
-                let envelope = queue.pop().await;
-                let acker = Box::new(QueueAcker {
-                    queue: queue.clone(),
-                    envelope: envelope.clone(),
-                });
-                Some((Delivery::new(envelope, acker), queue))
-            },
-        )))
+        Ok(Consumer::new(futures_util::stream::unfold(queue, |queue| async move {
+            let envelope = queue.pop().await;
+            let acker = Box::new(QueueAcker { queue: queue.clone(), envelope: envelope.clone() });
+            Some((Delivery::new(envelope, acker), queue))
+        })))
     }
 
     async fn is_ready(&self) -> bool {

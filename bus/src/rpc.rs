@@ -39,33 +39,21 @@ impl Caller {
                 }
             }
         });
-        Ok(Self {
-            bus,
-            node: node.to_owned(),
-            next: Arc::default(),
-            pending,
-            timeout,
-        })
+        Ok(Self { bus, node: node.to_owned(), next: Arc::default(), pending, timeout })
     }
 
     /// Publishes `envelope` durably (deduplicated on `msg_id`) and waits for its answer.
     pub async fn call(&self, envelope: Envelope, msg_id: &str) -> Result<Bytes> {
         let bus = self.bus.clone();
         let msg_id = msg_id.to_owned();
-        self.exchange(envelope, self.timeout, async move |e| {
-            bus.publish_durable(e, &msg_id).await
-        })
-        .await
+        self.exchange(envelope, self.timeout, async move |e| bus.publish_durable(e, &msg_id).await).await
     }
 
     /// Publishes `envelope` to whoever listens now and waits up to `wait` for
     /// the first answer; `None` when nobody answered.
     pub async fn request(&self, envelope: Envelope, wait: Duration) -> Result<Option<Bytes>> {
         let bus = self.bus.clone();
-        match self
-            .exchange(envelope, wait, async move |e| bus.publish(e).await)
-            .await
-        {
+        match self.exchange(envelope, wait, async move |e| bus.publish(e).await).await {
             Err(BusError::Timeout(_)) => Ok(None),
             other => other.map(Some),
         }
@@ -77,13 +65,9 @@ impl Caller {
         wait: Duration,
         send: impl AsyncFnOnce(Envelope) -> Result<()>,
     ) -> Result<Bytes> {
-        let reply_to =
-            subjects::reply_subject(&self.node, self.next.fetch_add(1, Ordering::Relaxed));
+        let reply_to = subjects::reply_subject(&self.node, self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(reply_to.clone(), tx);
+        self.pending.lock().expect("pending lock").insert(reply_to.clone(), tx);
         let outcome = match send(envelope.header(headers::REPLY_TO, reply_to.clone())).await {
             Ok(()) => tokio::time::timeout(wait, rx)
                 .await

@@ -10,10 +10,7 @@ use switchboard_bus::{Bus, DurableStream, Envelope, MemoryBus, subjects};
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn next<S: futures_util::Stream + Unpin>(s: &mut S) -> S::Item {
-    tokio::time::timeout(WAIT, s.next())
-        .await
-        .expect("timed out")
-        .expect("stream ended")
+    tokio::time::timeout(WAIT, s.next()).await.expect("timed out").expect("stream ended")
 }
 
 #[tokio::test]
@@ -22,12 +19,8 @@ async fn wildcard_and_exact_subscribers_both_receive() {
     let mut exact = bus.subscribe("sb.conv.c1.msg").await.unwrap();
     let mut wild = bus.subscribe("sb.conv.*.msg").await.unwrap();
     let mut other = bus.subscribe("sb.conv.c2.msg").await.unwrap();
-    bus.publish(Envelope::new("sb.conv.c1.msg", "hello"))
-        .await
-        .unwrap();
-    bus.publish(Envelope::new("sb.conv.c2.msg", "other"))
-        .await
-        .unwrap();
+    bus.publish(Envelope::new("sb.conv.c1.msg", "hello")).await.unwrap();
+    bus.publish(Envelope::new("sb.conv.c2.msg", "other")).await.unwrap();
     assert_eq!(next(&mut exact).await.payload, "hello");
     assert_eq!(next(&mut wild).await.payload, "hello");
     assert_eq!(next(&mut wild).await.payload, "other");
@@ -49,24 +42,13 @@ async fn dropping_a_subscription_unsubscribes() {
 async fn durable_publish_is_deduplicated_and_shared_between_consumers() {
     let bus = MemoryBus::new();
     for (id, body) in [("m1", "one"), ("m1", "one again"), ("m2", "two")] {
-        bus.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, body), id)
-            .await
-            .unwrap();
+        bus.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, body), id).await.unwrap();
     }
-    let mut a = bus
-        .consume(DurableStream::Commands, "persist")
-        .await
-        .unwrap();
-    let mut b = bus
-        .consume(DurableStream::Commands, "persist")
-        .await
-        .unwrap();
+    let mut a = bus.consume(DurableStream::Commands, "persist").await.unwrap();
+    let mut b = bus.consume(DurableStream::Commands, "persist").await.unwrap();
     let first = next(&mut a).await;
     let second = next(&mut b).await;
-    let mut bodies = vec![
-        first.envelope.payload.clone(),
-        second.envelope.payload.clone(),
-    ];
+    let mut bodies = vec![first.envelope.payload.clone(), second.envelope.payload.clone()];
     bodies.sort();
     assert_eq!(bodies, vec!["one", "two"]);
     first.ack().await.unwrap();
@@ -78,16 +60,9 @@ async fn durable_publish_is_deduplicated_and_shared_between_consumers() {
 #[tokio::test]
 async fn a_nak_redelivers_before_newer_messages() {
     let bus = MemoryBus::new();
-    let mut consumer = bus
-        .consume(DurableStream::Commands, "persist")
-        .await
-        .unwrap();
-    bus.publish_durable(Envelope::new("sb.cmd.x", "first"), "1")
-        .await
-        .unwrap();
-    bus.publish_durable(Envelope::new("sb.cmd.x", "second"), "2")
-        .await
-        .unwrap();
+    let mut consumer = bus.consume(DurableStream::Commands, "persist").await.unwrap();
+    bus.publish_durable(Envelope::new("sb.cmd.x", "first"), "1").await.unwrap();
+    bus.publish_durable(Envelope::new("sb.cmd.x", "second"), "2").await.unwrap();
     next(&mut consumer).await.nak().await.unwrap();
     assert_eq!(next(&mut consumer).await.envelope.payload, "first");
     assert_eq!(next(&mut consumer).await.envelope.payload, "second");
@@ -96,9 +71,7 @@ async fn a_nak_redelivers_before_newer_messages() {
 #[tokio::test]
 async fn durable_publish_outside_any_stream_is_refused() {
     let bus = MemoryBus::new();
-    let err = bus
-        .publish_durable(Envelope::new("sb.conv.c1.typing", "x"), "1")
-        .await;
+    let err = bus.publish_durable(Envelope::new("sb.conv.c1.typing", "x"), "1").await;
     assert!(err.is_err());
 }
 
@@ -106,17 +79,12 @@ async fn durable_publish_outside_any_stream_is_refused() {
 async fn a_call_gets_the_answer_to_its_own_command() {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let caller = Caller::start(bus.clone(), "edge-1", WAIT).await.unwrap();
-    let mut work = bus
-        .consume(DurableStream::Commands, "persist")
-        .await
-        .unwrap();
+    let mut work = bus.consume(DurableStream::Commands, "persist").await.unwrap();
     let worker_bus = bus.clone();
     tokio::spawn(async move {
         while let Some(d) = work.next().await {
             let answer = format!("done {}", String::from_utf8_lossy(&d.envelope.payload));
-            reply(worker_bus.as_ref(), &d.envelope, answer.into())
-                .await
-                .unwrap();
+            reply(worker_bus.as_ref(), &d.envelope, answer.into()).await.unwrap();
             d.ack().await.unwrap();
         }
     });
@@ -131,12 +99,7 @@ async fn a_call_gets_the_answer_to_its_own_command() {
 #[tokio::test]
 async fn a_call_nobody_answers_times_out() {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-    let caller = Caller::start(bus, "edge-1", Duration::from_millis(50))
-        .await
-        .unwrap();
-    let err = caller
-        .call(Envelope::new("sb.cmd.x", "a"), "a")
-        .await
-        .unwrap_err();
+    let caller = Caller::start(bus, "edge-1", Duration::from_millis(50)).await.unwrap();
+    let err = caller.call(Envelope::new("sb.cmd.x", "a"), "a").await.unwrap_err();
     assert!(matches!(err, switchboard_bus::BusError::Timeout(_)));
 }

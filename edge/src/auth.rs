@@ -82,23 +82,17 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            key: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-        }
+        Self { key: DecodingKey::from_secret(secret.as_bytes()), validation }
     }
 
     pub fn verify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
-        let token = token
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Required)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            },
-        )?;
+        let token = token.map(str::trim).filter(|t| !t.is_empty()).ok_or(AuthError::Required)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
         let claims = data.claims;
         let role = Role::parse(&claims.role).ok_or(AuthError::Invalid)?;
         Ok(Identity {
@@ -113,21 +107,13 @@ impl Verifier {
 
 /// Signs a token; `switchboard dev` uses it for its demo tokens.
 pub fn mint(secret: &str, claims: &Claims) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("HS256 signing cannot fail")
 }
 
 impl Identity {
     pub fn sender(&self) -> Sender {
-        Sender {
-            id: self.user_id.clone(),
-            role: self.role,
-            name: self.name.clone(),
-        }
+        Sender { id: self.user_id.clone(), role: self.role, name: self.name.clone() }
     }
 
     /// Customers are confined to their own conversations; staff see all.
@@ -137,9 +123,7 @@ impl Identity {
 
     /// May this caller join, read and write in `conversation`?
     pub fn may_access(&self, conversation: &Conversation) -> bool {
-        !self.is_customer()
-            || conversation.customer.id == self.user_id
-            || self.lists(&conversation.id)
+        !self.is_customer() || conversation.customer.id == self.user_id || self.lists(&conversation.id)
     }
 
     /// Whether the token names this conversation (so it may be created for it).
@@ -151,19 +135,12 @@ impl Identity {
         if self.may_access(conversation) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "not allowed in conversation {}",
-                conversation.id
-            )))
+            Err(ApiError::forbidden(format!("not allowed in conversation {}", conversation.id)))
         }
     }
 
     pub fn require_staff(&self) -> Result<(), ApiError> {
-        if self.is_customer() {
-            Err(ApiError::forbidden("customers may not do this"))
-        } else {
-            Ok(())
-        }
+        if self.is_customer() { Err(ApiError::forbidden("customers may not do this")) } else { Ok(()) }
     }
 }
 
@@ -183,10 +160,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
     }
 
     #[test]
@@ -211,9 +185,6 @@ mod tests {
         assert_eq!(verifier.verify(Some(&old)), Err(AuthError::Expired));
         let mut admin = claims(now() + 60);
         admin.role = "admin".into();
-        assert_eq!(
-            verifier.verify(Some(&mint("s3cret", &admin))),
-            Err(AuthError::Invalid)
-        );
+        assert_eq!(verifier.verify(Some(&mint("s3cret", &admin))), Err(AuthError::Invalid));
     }
 }

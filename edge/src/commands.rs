@@ -7,8 +7,7 @@ use switchboard_bus::events::encode;
 use switchboard_bus::rpc::Caller;
 use switchboard_bus::{Envelope, headers, subjects};
 use switchboard_proto::model::{
-    Channel, Conversation, Customer, DeliveryStatus, Message, Sender, Source, StatusUpdate,
-    Timestamp,
+    Channel, Conversation, Customer, DeliveryStatus, Message, Sender, Source, StatusUpdate, Timestamp,
 };
 use switchboard_proto::pb::{self, command, command_result};
 use uuid::Uuid;
@@ -49,12 +48,10 @@ impl Commands {
             created_at_ms: Timestamp::now().0,
             create_for: draft.create_for.as_ref().map(Into::into),
         };
-        let envelope = Envelope::new(
-            subjects::CMD_SEND_MESSAGE,
-            encode(&command(command::Kind::SendMessage(send))),
-        )
-        .header(headers::CONVERSATION, draft.conversation_id)
-        .header(headers::MESSAGE, id.to_string());
+        let envelope =
+            Envelope::new(subjects::CMD_SEND_MESSAGE, encode(&command(command::Kind::SendMessage(send))))
+                .header(headers::CONVERSATION, draft.conversation_id)
+                .header(headers::MESSAGE, id.to_string());
         let result = self.call(envelope).await?;
         match result.outcome {
             Some(command_result::Outcome::Message(m)) => {
@@ -102,11 +99,9 @@ impl Commands {
             status: status.as_str().into(),
             at_ms: Timestamp::now().0,
         };
-        let envelope = Envelope::new(
-            subjects::CMD_SET_STATUS,
-            encode(&command(command::Kind::SetStatus(set))),
-        )
-        .header(headers::MESSAGE, message_id.to_string());
+        let envelope =
+            Envelope::new(subjects::CMD_SET_STATUS, encode(&command(command::Kind::SetStatus(set))))
+                .header(headers::MESSAGE, message_id.to_string());
         let result = self.call(envelope).await?;
         match result.outcome {
             Some(command_result::Outcome::Status(s)) => s.try_into().map_err(malformed),
@@ -116,16 +111,9 @@ impl Commands {
 
     /// Hands a bot reply over; answers how many sockets got it (0: queued).
     pub async fn bot_reply(&self, phone: String, text: String) -> Result<u32, ApiError> {
-        let reply = pb::BotReply {
-            id: Uuid::now_v7().to_string(),
-            phone,
-            text,
-            at_ms: Timestamp::now().0,
-        };
-        let envelope = Envelope::new(
-            subjects::CMD_BOT_REPLY,
-            encode(&command(command::Kind::BotReply(reply))),
-        );
+        let reply = pb::BotReply { id: Uuid::now_v7().to_string(), phone, text, at_ms: Timestamp::now().0 };
+        let envelope =
+            Envelope::new(subjects::CMD_BOT_REPLY, encode(&command(command::Kind::BotReply(reply))));
         match self.call(envelope).await?.outcome {
             Some(command_result::Outcome::Delivered(n)) => Ok(n),
             other => Err(unexpected(other)),
@@ -135,10 +123,7 @@ impl Commands {
     async fn call(&self, envelope: Envelope) -> Result<pb::CommandResult, ApiError> {
         // A fresh id per call: the bus must not drop a deliberate second call;
         // idempotency is the store's (message id, client_msg_id).
-        let answer = self
-            .caller
-            .call(envelope, &Uuid::now_v7().to_string())
-            .await?;
+        let answer = self.caller.call(envelope, &Uuid::now_v7().to_string()).await?;
         let result = pb::CommandResult::decode(&answer[..])
             .map_err(|_| ApiError::unavailable("undecodable worker answer"))?;
         match result.outcome {

@@ -16,11 +16,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { status, code: code.into(), message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -55,18 +51,11 @@ impl ApiError {
             "not_found" => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self {
-            status,
-            code: body.code,
-            message: body.message,
-        }
+        Self { status, code: body.code, message: body.message }
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code.clone(),
-            message: self.message.clone(),
-        }
+        ErrorBody { code: self.code.clone(), message: self.message.clone() }
     }
 }
 
@@ -78,11 +67,7 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.body() })),
-        )
-            .into_response()
+        (self.status, Json(serde_json::json!({ "error": self.body() }))).into_response()
     }
 }
 

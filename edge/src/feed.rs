@@ -75,14 +75,7 @@ impl Feeds {
         page: u32,
         max_recovery: u32,
     ) -> Self {
-        Self {
-            bus,
-            store,
-            fanout,
-            page,
-            max_recovery,
-            feeds: Mutex::default(),
-        }
+        Self { bus, store, fanout, page, max_recovery, feeds: Mutex::default() }
     }
 
     /// Conversations with a live feed on this node.
@@ -100,10 +93,7 @@ impl Feeds {
         let mut feeds = self.feeds.lock().expect("feeds lock");
         let feed = feeds.entry(conversation_id.to_owned()).or_insert_with(|| {
             metrics::gauge!("switchboard_subscriptions", "kind" => "conversation").increment(1.0);
-            Feed {
-                tx: self.spawn(conversation_id.to_owned()),
-                members: 0,
-            }
+            Feed { tx: self.spawn(conversation_id.to_owned()), members: 0 }
         });
         if new_member {
             feed.members += 1;
@@ -120,8 +110,7 @@ impl Feeds {
             feed.members = feed.members.saturating_sub(1);
             if feed.members == 0 {
                 feeds.remove(conversation_id);
-                metrics::gauge!("switchboard_subscriptions", "kind" => "conversation")
-                    .decrement(1.0);
+                metrics::gauge!("switchboard_subscriptions", "kind" => "conversation").decrement(1.0);
             }
         }
     }
@@ -185,9 +174,7 @@ impl FeedTask {
     }
 
     async fn start(&mut self, bus: &dyn Bus) -> Result<Subscription, ApiError> {
-        let events = bus
-            .subscribe(&subjects::conv_all(&self.conversation_id))
-            .await?;
+        let events = bus.subscribe(&subjects::conv_all(&self.conversation_id)).await?;
         let latest = self.store.latest_messages(&self.conversation_id, 1).await?;
         self.delivered = latest.last().map_or(0, |m| m.offset);
         Ok(events)
@@ -237,11 +224,7 @@ impl FeedTask {
             return;
         };
         let missing = (first_pending - self.delivered - 1).min(u64::from(self.max_recovery)) as u32;
-        match self
-            .store
-            .messages_after(&self.conversation_id, self.delivered, missing)
-            .await
-        {
+        match self.store.messages_after(&self.conversation_id, self.delivered, missing).await {
             Ok(found) => {
                 metrics::counter!("switchboard_gaps_filled_total").increment(1);
                 for message in found {
@@ -264,10 +247,8 @@ impl FeedTask {
 
     async fn snapshot(&mut self, since: Option<u64>) -> Result<Snapshot, ApiError> {
         loop {
-            let newer = self
-                .store
-                .messages_after(&self.conversation_id, self.delivered, self.max_recovery)
-                .await?;
+            let newer =
+                self.store.messages_after(&self.conversation_id, self.delivered, self.max_recovery).await?;
             let caught_up = newer.len() < self.max_recovery as usize;
             for message in newer {
                 self.pending.insert(message.offset, message);
@@ -281,34 +262,16 @@ impl FeedTask {
             Some(since) if since >= self.delivered => (Vec::new(), false),
             Some(since) => {
                 let limit = self.max_recovery;
-                let messages = self
-                    .store
-                    .messages_after(&self.conversation_id, since, limit)
-                    .await?;
-                let messages: Vec<_> = messages
-                    .into_iter()
-                    .filter(|m| m.offset <= self.delivered)
-                    .collect();
+                let messages = self.store.messages_after(&self.conversation_id, since, limit).await?;
+                let messages: Vec<_> = messages.into_iter().filter(|m| m.offset <= self.delivered).collect();
                 let has_more = messages.last().is_some_and(|m| m.offset < self.delivered);
                 (messages, has_more)
             }
             None => {
-                let page = self
-                    .store
-                    .latest_messages(&self.conversation_id, self.page)
-                    .await?;
-                (
-                    page.into_iter()
-                        .filter(|m| m.offset <= self.delivered)
-                        .collect(),
-                    false,
-                )
+                let page = self.store.latest_messages(&self.conversation_id, self.page).await?;
+                (page.into_iter().filter(|m| m.offset <= self.delivered).collect(), false)
             }
         };
-        Ok(Snapshot {
-            offset: self.delivered,
-            messages,
-            has_more,
-        })
+        Ok(Snapshot { offset: self.delivered, messages, has_more })
     }
 }

@@ -46,8 +46,7 @@ impl Edge {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let (layer, io) = socketio::layer(&config.limits);
-        let caller =
-            Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;
+        let caller = Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;
         let fanout = Arc::new(SocketIoFanout { io: io.clone() });
         let feeds = Feeds::new(
             bus.clone(),
@@ -59,16 +58,8 @@ impl Edge {
         let phones = PhoneRelays::new(bus.clone(), io.clone());
         relay_inbox(bus.clone(), io.clone()).await?;
         let cors = http::cors(&config.cors_origins);
-        let state = Arc::new(EdgeState::new(
-            config,
-            bus,
-            store,
-            Commands::new(caller),
-            feeds,
-            phones,
-            io,
-            metrics,
-        ));
+        let state =
+            Arc::new(EdgeState::new(config, bus, store, Commands::new(caller), feeds, phones, io, metrics));
         socketio::register(state.clone());
         let router = http::router(state.clone()).layer(layer).layer(cors);
         Ok(Self { router, state })

@@ -13,11 +13,7 @@ pub struct RateLimit {
 impl RateLimit {
     pub fn per_second(rate: u32) -> Self {
         let rate = f64::from(rate.max(1));
-        Self {
-            rate,
-            tokens: rate,
-            last: Instant::now(),
-        }
+        Self { rate, tokens: rate, last: Instant::now() }
     }
 
     /// Takes one token when there is one.

@@ -61,11 +61,7 @@ impl EdgeState {
 
     /// The conversation, when this caller may use it. A customer's listed
     /// conversation that does not exist yet is created for it.
-    pub async fn conversation_for(
-        &self,
-        who: &Identity,
-        id: &str,
-    ) -> Result<Conversation, ApiError> {
+    pub async fn conversation_for(&self, who: &Identity, id: &str) -> Result<Conversation, ApiError> {
         check_id("conversation_id", id)?;
         match self.store.conversation(id).await? {
             Some(conversation) => {
@@ -73,20 +69,15 @@ impl EdgeState {
                 Ok(conversation)
             }
             None if who.is_customer() && who.lists(id) => {
-                let customer = Customer {
-                    id: who.user_id.clone(),
-                    name: who.name.clone(),
-                    phone: who.phone.clone(),
-                };
-                let (conversation, _) = self
-                    .commands
-                    .create_conversation(id.to_owned(), Channel::Web, customer)
-                    .await?;
+                let customer =
+                    Customer { id: who.user_id.clone(), name: who.name.clone(), phone: who.phone.clone() };
+                let (conversation, _) =
+                    self.commands.create_conversation(id.to_owned(), Channel::Web, customer).await?;
                 Ok(conversation)
             }
-            None if who.is_customer() => Err(ApiError::forbidden(format!(
-                "not allowed in conversation {id}"
-            ))),
+            None if who.is_customer() => {
+                Err(ApiError::forbidden(format!("not allowed in conversation {id}")))
+            }
             None => Err(ApiError::not_found(format!("conversation {id} not found"))),
         }
     }
@@ -98,9 +89,7 @@ impl EdgeState {
         }
         let max = self.config.limits.max_text_len;
         if text.chars().count() > max {
-            return Err(ApiError::too_large(format!(
-                "text is longer than {max} characters"
-            )));
+            return Err(ApiError::too_large(format!("text is longer than {max} characters")));
         }
         Ok(())
     }
@@ -117,9 +106,7 @@ impl EdgeState {
 /// Ids become bus subject tokens and database keys: keep them short and printable.
 pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be 1 to {MAX_ID_LEN} printable characters"
-        )));
+        return Err(ApiError::bad_request(format!("{field} must be 1 to {MAX_ID_LEN} printable characters")));
     }
     Ok(())
 }

@@ -193,32 +193,20 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
-fn parse_wire<T>(
-    parse: fn(&str) -> Option<T>,
-    text: &str,
-    what: &'static str,
-) -> Result<T, Malformed> {
+fn parse_wire<T>(parse: fn(&str) -> Option<T>, text: &str, what: &'static str) -> Result<T, Malformed> {
     parse(text).ok_or(Malformed(what))
 }
 
 impl From<&Sender> for pb::Sender {
     fn from(s: &Sender) -> Self {
-        pb::Sender {
-            id: s.id.clone(),
-            role: s.role.as_str().into(),
-            name: s.name.clone(),
-        }
+        pb::Sender { id: s.id.clone(), role: s.role.as_str().into(), name: s.name.clone() }
     }
 }
 
 impl TryFrom<pb::Sender> for Sender {
     type Error = Malformed;
     fn try_from(s: pb::Sender) -> Result<Self, Malformed> {
-        Ok(Sender {
-            id: s.id,
-            role: parse_wire(Role::parse, &s.role, "sender role")?,
-            name: s.name,
-        })
+        Ok(Sender { id: s.id, role: parse_wire(Role::parse, &s.role, "sender role")?, name: s.name })
     }
 }
 
@@ -255,21 +243,13 @@ impl TryFrom<pb::Message> for Message {
 
 impl From<&Customer> for pb::Customer {
     fn from(c: &Customer) -> Self {
-        pb::Customer {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            phone: c.phone.clone(),
-        }
+        pb::Customer { id: c.id.clone(), name: c.name.clone(), phone: c.phone.clone() }
     }
 }
 
 impl From<pb::Customer> for Customer {
     fn from(c: pb::Customer) -> Self {
-        Customer {
-            id: c.id,
-            name: c.name,
-            phone: c.phone,
-        }
+        Customer { id: c.id, name: c.name, phone: c.phone }
     }
 }
 
@@ -329,19 +309,13 @@ impl TryFrom<pb::MessageStatus> for StatusUpdate {
 
 impl From<&ErrorBody> for pb::Error {
     fn from(e: &ErrorBody) -> Self {
-        pb::Error {
-            code: e.code.clone(),
-            message: e.message.clone(),
-        }
+        pb::Error { code: e.code.clone(), message: e.message.clone() }
     }
 }
 
 impl From<pb::Error> for ErrorBody {
     fn from(e: pb::Error) -> Self {
-        ErrorBody {
-            code: e.code,
-            message: e.message,
-        }
+        ErrorBody { code: e.code, message: e.message }
     }
 }
 
@@ -354,11 +328,7 @@ mod tests {
             id: Uuid::now_v7(),
             conversation_id: "c1".into(),
             offset: 7,
-            sender: Sender {
-                id: "u1".into(),
-                role: Role::Agent,
-                name: "Ana".into(),
-            },
+            sender: Sender { id: "u1".into(), role: Role::Agent, name: "Ana".into() },
             text: "hola".into(),
             client_msg_id: Some("k1".into()),
             source: Source::Agent,

@@ -26,8 +26,7 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
 
     let worker = Persist::new(bus.clone(), store.clone(), "dev-worker").await?;
@@ -64,9 +63,7 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     };
     // Waits for in-flight HTTP requests (which wait for their commands'
     // answers), for at most the drain timeout.
-    let serve = axum::serve(listener, router)
-        .with_graceful_shutdown(drain)
-        .into_future();
+    let serve = axum::serve(listener, router).with_graceful_shutdown(drain).into_future();
     let deadline = async {
         let _ = draining_rx.await;
         tokio::time::sleep(settings.drain_timeout).await;
@@ -85,11 +82,7 @@ fn dev_secret(settings: &Resolved) -> anyhow::Result<String> {
     if let Ok(secret) = std::fs::read_to_string(&path) {
         return Ok(secret.trim().to_owned());
     }
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
 }
@@ -108,12 +101,7 @@ fn print_welcome(url: &str, secret: &str) {
             },
         )
     };
-    let customer = token(
-        "demo-customer",
-        "customer",
-        "Demo Customer",
-        Some(vec!["demo".into()]),
-    );
+    let customer = token("demo-customer", "customer", "Demo Customer", Some(vec!["demo".into()]));
     let agent = token("demo-agent", "agent", "Demo Agent", None);
     let service = token("demo-service", "service", "Demo Backend", None);
     println!(

@@ -11,11 +11,7 @@ mod token;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Real-time messaging backbone for customer-support chat"
-)]
+#[command(name = "switchboard", version, about = "Real-time messaging backbone for customer-support chat")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,9 +34,7 @@ pub fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Dev(settings) => runtime.block_on(dev::run(settings.resolve()?)),
         Command::Token(args) => token::run(args),

@@ -74,8 +74,8 @@ impl Settings {
     pub fn resolve(self) -> anyhow::Result<Resolved> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => Settings::default(),
@@ -88,27 +88,17 @@ impl Settings {
             max_joins: s.max_joins.unwrap_or(defaults.max_joins),
             publish_rate: s.publish_rate.unwrap_or(defaults.publish_rate),
             typing_rate: s.typing_rate.unwrap_or(defaults.typing_rate),
-            typing_ttl: s
-                .typing_ttl_ms
-                .map_or(defaults.typing_ttl, Duration::from_millis),
+            typing_ttl: s.typing_ttl_ms.map_or(defaults.typing_ttl, Duration::from_millis),
             outbound_buffer: s.outbound_buffer.unwrap_or(defaults.outbound_buffer),
             ..defaults
         };
         Ok(Resolved {
-            http_addr: s
-                .http_addr
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            http_addr: s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
             data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
             jwt_secret: s.jwt_secret.filter(|s| !s.is_empty()),
             cors_origins: s
                 .cors_origins
-                .map(|o| {
-                    o.split(',')
-                        .map(str::trim)
-                        .filter(|o| !o.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
+                .map(|o| o.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
             limits,
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
@@ -126,18 +116,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("switchboard.toml");
         std::fs::write(&file, "http_addr = \"127.0.0.1:9000\"\nmax_joins = 7\ncors_origins = \"https://a.example, https://b.example\"\n").unwrap();
-        let flags = Settings {
-            config: Some(file),
-            max_joins: Some(3),
-            ..Default::default()
-        };
+        let flags = Settings { config: Some(file), max_joins: Some(3), ..Default::default() };
         let resolved = flags.resolve().unwrap();
         assert_eq!(resolved.http_addr.port(), 9000);
         assert_eq!(resolved.limits.max_joins, 3);
-        assert_eq!(
-            resolved.cors_origins,
-            ["https://a.example", "https://b.example"]
-        );
+        assert_eq!(resolved.cors_origins, ["https://a.example", "https://b.example"]);
         assert_eq!(resolved.limits.max_text_len, Limits::default().max_text_len);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -148,12 +131,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("switchboard.toml");
         std::fs::write(&file, "max_jions = 7\n").unwrap();
-        let err = Settings {
-            config: Some(file),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap_err();
+        let err = Settings { config: Some(file), ..Default::default() }.resolve().unwrap_err();
         assert!(format!("{err:#}").contains("max_jions"), "{err:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -28,10 +28,7 @@ pub struct TokenArgs {
 
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
     if switchboard_proto::model::Role::parse(&args.role).is_none() {
-        anyhow::bail!(
-            "role must be customer, agent, bot or service, not {:?}",
-            args.role
-        );
+        anyhow::bail!("role must be customer, agent, bot or service, not {:?}", args.role);
     }
     let claims = Claims {
         sub: args.sub,
@@ -46,8 +43,6 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
 }
 
 pub fn expires_in(seconds: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     now.as_secs() + seconds
 }

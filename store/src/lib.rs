@@ -97,12 +97,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message with the next offset, idempotently.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
     /// Messages with offset > `after`, ascending, at most `limit`.
-    async fn messages_after(
-        &self,
-        conversation_id: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Message>>;
+    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>>;
     /// The newest `limit` messages, ascending.
     async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>>;
     async fn message(&self, id: Uuid) -> Result<Option<Message>>;

@@ -8,16 +8,16 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use switchboard_proto::model::{
-    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, Sender,
-    Source, StatusUpdate, Timestamp,
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, Sender, Source,
+    StatusUpdate, Timestamp,
 };
 use uuid::Uuid;
 
 use crate::{
-    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Result, StatusChange,
-    Store, StoreError,
+    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Result, StatusChange, Store,
+    StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -61,28 +61,27 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
         Ok(Self { pool })
     }
 
-    async fn conversation_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        id: &str,
-    ) -> Result<Option<Conversation>> {
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
-             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset \
-             WHERE c.id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-        row.as_ref().map(conversation_from_row).transpose()
+    /// Runs `work` in a write transaction, committed when it succeeds and
+    /// rolled back at once when it fails: SQLite's write lock must not wait
+    /// for a dropped transaction to be cleaned up.
+    async fn write<T>(&self, work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>) -> Result<T> {
+        // IMMEDIATE takes the write lock first, so two writers cannot both
+        // read the same last_offset.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -100,20 +99,12 @@ fn message_from_row(row: &SqliteRow, prefix: &str, conversation_id: &str) -> Res
         offset: seq as u64,
         sender: Sender {
             id: row.try_get(col("sender_id").as_str())?,
-            role: parse(
-                row.try_get(col("sender_role").as_str())?,
-                Role::parse,
-                "messages.sender_role",
-            )?,
+            role: parse(row.try_get(col("sender_role").as_str())?, Role::parse, "messages.sender_role")?,
             name: row.try_get(col("sender_name").as_str())?,
         },
         text: row.try_get(col("text").as_str())?,
         client_msg_id: row.try_get(col("client_msg_id").as_str())?,
-        source: parse(
-            row.try_get(col("source").as_str())?,
-            Source::parse,
-            "messages.source",
-        )?,
+        source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
         created_at: Timestamp(row.try_get(col("created_at").as_str())?),
     })
 }
@@ -126,16 +117,8 @@ fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
         None => None,
     };
     Ok(Conversation {
-        channel: parse(
-            row.try_get("channel")?,
-            Channel::parse,
-            "conversations.channel",
-        )?,
-        status: parse(
-            row.try_get("status")?,
-            ConversationStatus::parse,
-            "conversations.status",
-        )?,
+        channel: parse(row.try_get("channel")?, Channel::parse, "conversations.channel")?,
+        status: parse(row.try_get("status")?, ConversationStatus::parse, "conversations.status")?,
         customer: Customer {
             id: row.try_get("customer_id")?,
             name: row.try_get("customer_name")?,
@@ -152,10 +135,7 @@ fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
 const MESSAGE_COLUMNS: &str =
     "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at";
 
-async fn insert_conversation(
-    conn: &mut sqlx::SqliteConnection,
-    new: &NewConversation,
-) -> Result<bool> {
+async fn insert_conversation(conn: &mut SqliteConnection, new: &NewConversation) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
          created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
@@ -171,22 +151,117 @@ async fn insert_conversation(
     Ok(inserted.rows_affected() == 1)
 }
 
+async fn conversation_in(conn: &mut SqliteConnection, id: &str) -> Result<Option<Conversation>> {
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+         LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset \
+         WHERE c.id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(conversation_from_row).transpose()
+}
+
+async fn append_in(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Appended> {
+    let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
+    let mut conversation_created = false;
+    if let Some(customer) = &new.create_for {
+        let conversation = NewConversation {
+            id: new.conversation_id.clone(),
+            channel: Channel::Web,
+            customer: customer.clone(),
+            at: new.created_at,
+        };
+        conversation_created = insert_conversation(conn, &conversation).await?;
+    }
+    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 OR \
+         (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4)"
+    )))
+    .bind(new.id.to_string())
+    .bind(&new.conversation_id)
+    .bind(&new.sender.id)
+    .bind(&new.client_msg_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = existing {
+        let message = message_from_row(&row, "", &new.conversation_id)?;
+        let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+        return Ok(Appended { message, created: false, conversation, conversation_created });
+    }
+    let offset: Option<i64> = sqlx::query_scalar(
+        "UPDATE conversations SET last_offset = last_offset + 1, updated_at = $2 WHERE id = $1 \
+         RETURNING last_offset",
+    )
+    .bind(&new.conversation_id)
+    .bind(new.created_at.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let offset = offset.ok_or_else(missing)?;
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+         client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&new.conversation_id)
+    .bind(offset)
+    .bind(new.id.to_string())
+    .bind(&new.sender.id)
+    .bind(new.sender.role.as_str())
+    .bind(&new.sender.name)
+    .bind(&new.text)
+    .bind(&new.client_msg_id)
+    .bind(new.source.as_str())
+    .bind(new.created_at.0)
+    .execute(&mut *conn)
+    .await?;
+    let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+    let message = conversation.last_message.clone().ok_or(StoreError::Corrupt("messages"))?;
+    Ok(Appended { message, created: true, conversation, conversation_created })
+}
+
+async fn set_status_in(
+    conn: &mut SqliteConnection,
+    message_id: Uuid,
+    status: DeliveryStatus,
+    at: Timestamp,
+) -> Result<Option<StatusChange>> {
+    let row =
+        sqlx::query("SELECT conversation_id, status, status_at, created_at FROM messages WHERE id = $1")
+            .bind(message_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else { return Ok(None) };
+    let conversation_id: String = row.try_get("conversation_id")?;
+    let current = parse(row.try_get("status")?, DeliveryStatus::parse, "messages.status")?;
+    if !status.advances(current) {
+        let since: Option<i64> = row.try_get("status_at")?;
+        let timestamp = Timestamp(since.unwrap_or(row.try_get("created_at")?));
+        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp };
+        return Ok(Some(StatusChange { update, changed: false }));
+    }
+    sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
+        .bind(message_id.to_string())
+        .bind(status.as_str())
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at };
+    Ok(Some(StatusChange { update, changed: true }))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let created = insert_conversation(&mut tx, &new).await?;
-        let conversation = self
-            .conversation_in(&mut tx, &new.id)
-            .await?
-            .ok_or_else(|| StoreError::ConversationNotFound(new.id.clone()))?;
-        tx.commit().await?;
-        Ok((conversation, created))
+        self.write(async |conn| {
+            let created = insert_conversation(conn, &new).await?;
+            let conversation = conversation_in(conn, &new.id).await?;
+            Ok((conversation.ok_or_else(|| StoreError::ConversationNotFound(new.id.clone()))?, created))
+        })
+        .await
     }
 
     async fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
         let mut conn = self.pool.acquire().await?;
-        self.conversation_in(&mut conn, id).await
+        conversation_in(&mut conn, id).await
     }
 
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
@@ -209,92 +284,10 @@ impl Store for SqliteStore {
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-        // IMMEDIATE takes the write lock first, so two writers cannot both read
-        // the same last_offset.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut conversation_created = false;
-        if let Some(customer) = &new.create_for {
-            let conversation = NewConversation {
-                id: new.conversation_id.clone(),
-                channel: Channel::Web,
-                customer: customer.clone(),
-                at: new.created_at,
-            };
-            conversation_created = insert_conversation(&mut tx, &conversation).await?;
-        }
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 OR \
-             (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4)"
-        )))
-        .bind(new.id.to_string())
-        .bind(&new.conversation_id)
-        .bind(&new.sender.id)
-        .bind(&new.client_msg_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            let message = message_from_row(&row, "", &new.conversation_id)?;
-            let conversation = self
-                .conversation_in(&mut tx, &new.conversation_id)
-                .await?
-                .ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
-            tx.commit().await?;
-            return Ok(Appended {
-                message,
-                created: false,
-                conversation,
-                conversation_created,
-            });
-        }
-        let offset: Option<i64> = sqlx::query_scalar(
-            "UPDATE conversations SET last_offset = last_offset + 1, updated_at = $2 WHERE id = $1 \
-             RETURNING last_offset",
-        )
-        .bind(&new.conversation_id)
-        .bind(new.created_at.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let offset =
-            offset.ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
-        sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-             client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&new.conversation_id)
-        .bind(offset)
-        .bind(new.id.to_string())
-        .bind(&new.sender.id)
-        .bind(new.sender.role.as_str())
-        .bind(&new.sender.name)
-        .bind(&new.text)
-        .bind(&new.client_msg_id)
-        .bind(new.source.as_str())
-        .bind(new.created_at.0)
-        .execute(&mut *tx)
-        .await?;
-        let conversation = self
-            .conversation_in(&mut tx, &new.conversation_id)
-            .await?
-            .ok_or_else(|| StoreError::ConversationNotFound(new.conversation_id.clone()))?;
-        tx.commit().await?;
-        let message = conversation
-            .last_message
-            .clone()
-            .ok_or(StoreError::Corrupt("messages"))?;
-        Ok(Appended {
-            message,
-            created: true,
-            conversation,
-            conversation_created,
-        })
+        self.write(async |conn| append_in(conn, &new).await).await
     }
 
-    async fn messages_after(
-        &self,
-        conversation_id: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<Message>> {
+    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3"
@@ -304,9 +297,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| message_from_row(r, "", conversation_id))
-            .collect()
+        rows.iter().map(|r| message_from_row(r, "", conversation_id)).collect()
     }
 
     async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>> {
@@ -317,10 +308,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .rev()
-            .map(|r| message_from_row(r, "", conversation_id))
-            .collect()
+        rows.iter().rev().map(|r| message_from_row(r, "", conversation_id)).collect()
     }
 
     async fn message(&self, id: Uuid) -> Result<Option<Message>> {
@@ -343,51 +331,7 @@ impl Store for SqliteStore {
         status: DeliveryStatus,
         at: Timestamp,
     ) -> Result<Option<StatusChange>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
-            "SELECT conversation_id, status, status_at, created_at FROM messages WHERE id = $1",
-        )
-        .bind(message_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let conversation_id: String = row.try_get("conversation_id")?;
-        let current = parse(
-            row.try_get("status")?,
-            DeliveryStatus::parse,
-            "messages.status",
-        )?;
-        let change = if status.advances(current) {
-            sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
-                .bind(message_id.to_string())
-                .bind(status.as_str())
-                .bind(at.0)
-                .execute(&mut *tx)
-                .await?;
-            StatusChange {
-                update: StatusUpdate {
-                    message_id,
-                    conversation_id,
-                    status,
-                    timestamp: at,
-                },
-                changed: true,
-            }
-        } else {
-            let since: Option<i64> = row.try_get("status_at")?;
-            let timestamp = Timestamp(since.unwrap_or(row.try_get("created_at")?));
-            StatusChange {
-                update: StatusUpdate {
-                    message_id,
-                    conversation_id,
-                    status: current,
-                    timestamp,
-                },
-                changed: false,
-            }
-        };
-        tx.commit().await?;
-        Ok(Some(change))
+        self.write(async |conn| set_status_in(conn, message_id, status, at).await).await
     }
 
     async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()> {
@@ -405,12 +349,11 @@ impl Store for SqliteStore {
     }
 
     async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>> {
-        let rows = sqlx::query(
-            "DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at",
-        )
-        .bind(phone)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at")
+                .bind(phone)
+                .fetch_all(&self.pool)
+                .await?;
         let mut replies = rows
             .iter()
             .map(|r| {
@@ -427,10 +370,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 

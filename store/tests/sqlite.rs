@@ -10,22 +10,14 @@ use switchboard_store::{
 use uuid::Uuid;
 
 fn customer(id: &str) -> Customer {
-    Customer {
-        id: id.into(),
-        name: format!("Customer {id}"),
-        phone: Some("5215550001".into()),
-    }
+    Customer { id: id.into(), name: format!("Customer {id}"), phone: Some("5215550001".into()) }
 }
 
 fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> NewMessage {
     NewMessage {
         id: Uuid::now_v7(),
         conversation_id: conversation.into(),
-        sender: Sender {
-            id: "agent-1".into(),
-            role: Role::Agent,
-            name: "Ana".into(),
-        },
+        sender: Sender { id: "agent-1".into(), role: Role::Agent, name: "Ana".into() },
         text: text.into(),
         client_msg_id: client_msg_id.map(Into::into),
         source: Role::Agent.source(),
@@ -60,10 +52,7 @@ async fn offsets_start_at_one_and_have_no_gaps_under_concurrent_writers() {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..50 {
-                store
-                    .append_message(new_message("c1", &format!("{w}-{i}"), None))
-                    .await
-                    .unwrap();
+                store.append_message(new_message("c1", &format!("{w}-{i}"), None)).await.unwrap();
             }
         })
     });
@@ -79,14 +68,8 @@ async fn offsets_start_at_one_and_have_no_gaps_under_concurrent_writers() {
 #[tokio::test]
 async fn a_retry_with_the_same_client_msg_id_stores_nothing_new() {
     let store = with_conversation("c1").await;
-    let first = store
-        .append_message(new_message("c1", "hello", Some("k1")))
-        .await
-        .unwrap();
-    let retry = store
-        .append_message(new_message("c1", "hello", Some("k1")))
-        .await
-        .unwrap();
+    let first = store.append_message(new_message("c1", "hello", Some("k1"))).await.unwrap();
+    let retry = store.append_message(new_message("c1", "hello", Some("k1"))).await.unwrap();
     assert!(first.created);
     assert!(!retry.created);
     assert_eq!(retry.message, first.message);
@@ -108,30 +91,18 @@ async fn a_redelivered_command_with_the_same_message_id_stores_nothing_new() {
 async fn recovery_returns_exactly_what_came_after_an_offset() {
     let store = with_conversation("c1").await;
     for i in 1..=10 {
-        store
-            .append_message(new_message("c1", &format!("m{i}"), None))
-            .await
-            .unwrap();
+        store.append_message(new_message("c1", &format!("m{i}"), None)).await.unwrap();
     }
     let missed = store.messages_after("c1", 7, 50).await.unwrap();
-    assert_eq!(
-        missed.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
-        ["m8", "m9", "m10"]
-    );
+    assert_eq!(missed.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["m8", "m9", "m10"]);
     let page = store.latest_messages("c1", 3).await.unwrap();
-    assert_eq!(
-        page.iter().map(|m| m.offset).collect::<Vec<_>>(),
-        [8, 9, 10]
-    );
+    assert_eq!(page.iter().map(|m| m.offset).collect::<Vec<_>>(), [8, 9, 10]);
 }
 
 #[tokio::test]
 async fn appending_to_a_missing_conversation_fails_unless_asked_to_create_it() {
     let store = SqliteStore::in_memory().await.unwrap();
-    let err = store
-        .append_message(new_message("nope", "x", None))
-        .await
-        .unwrap_err();
+    let err = store.append_message(new_message("nope", "x", None)).await.unwrap_err();
     assert!(matches!(err, StoreError::ConversationNotFound(_)));
     let mut new = new_message("fresh", "x", None);
     new.create_for = Some(customer("cust-9"));
@@ -144,31 +115,13 @@ async fn appending_to_a_missing_conversation_fails_unless_asked_to_create_it() {
 #[tokio::test]
 async fn statuses_never_move_backwards() {
     let store = with_conversation("c1").await;
-    let m = store
-        .append_message(new_message("c1", "x", None))
-        .await
-        .unwrap()
-        .message;
-    let read = store
-        .set_status(m.id, DeliveryStatus::Read, Timestamp(10))
-        .await
-        .unwrap()
-        .unwrap();
+    let m = store.append_message(new_message("c1", "x", None)).await.unwrap().message;
+    let read = store.set_status(m.id, DeliveryStatus::Read, Timestamp(10)).await.unwrap().unwrap();
     assert!(read.changed);
-    let late = store
-        .set_status(m.id, DeliveryStatus::Delivered, Timestamp(20))
-        .await
-        .unwrap()
-        .unwrap();
+    let late = store.set_status(m.id, DeliveryStatus::Delivered, Timestamp(20)).await.unwrap().unwrap();
     assert!(!late.changed);
     assert_eq!(late.update.status, DeliveryStatus::Read);
-    assert!(
-        store
-            .set_status(Uuid::now_v7(), DeliveryStatus::Read, Timestamp(1))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.set_status(Uuid::now_v7(), DeliveryStatus::Read, Timestamp(1)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -186,41 +139,17 @@ async fn the_inbox_lists_most_recently_active_first_and_filters() {
     let wa = NewConversation {
         id: "wa".into(),
         channel: Channel::Whatsapp,
-        customer: Customer {
-            id: "w".into(),
-            name: "W".into(),
-            phone: Some("4915111".into()),
-        },
+        customer: Customer { id: "w".into(), name: "W".into(), phone: Some("4915111".into()) },
         at: Timestamp(0),
     };
     store.create_conversation(wa).await.unwrap();
-    store
-        .append_message(new_message("old", "bump", None))
-        .await
-        .unwrap();
-    let all = store
-        .list_conversations(&InboxFilter {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-        ["old", "new", "wa"]
-    );
+    store.append_message(new_message("old", "bump", None)).await.unwrap();
+    let all = store.list_conversations(&InboxFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["old", "new", "wa"]);
     assert_eq!(all[0].last_message.as_ref().unwrap().text, "bump");
-    let by_phone = InboxFilter {
-        phone: Some("4915111".into()),
-        limit: 10,
-        ..Default::default()
-    };
+    let by_phone = InboxFilter { phone: Some("4915111".into()), limit: 10, ..Default::default() };
     assert_eq!(store.list_conversations(&by_phone).await.unwrap().len(), 1);
-    let web = InboxFilter {
-        channel: Some(Channel::Web),
-        limit: 1,
-        ..Default::default()
-    };
+    let web = InboxFilter { channel: Some(Channel::Web), limit: 1, ..Default::default() };
     assert_eq!(store.list_conversations(&web).await.unwrap().len(), 1);
 }
 
@@ -242,19 +171,31 @@ async fn creating_an_existing_conversation_returns_it_unchanged() {
 async fn each_queued_bot_reply_is_taken_once() {
     let store = SqliteStore::in_memory().await.unwrap();
     for (id, at) in [("b2", 2), ("b1", 1)] {
-        let reply = QueuedBotReply {
-            id: id.into(),
-            phone: "521".into(),
-            text: id.into(),
-            at: Timestamp(at),
-        };
+        let reply = QueuedBotReply { id: id.into(), phone: "521".into(), text: id.into(), at: Timestamp(at) };
         store.queue_bot_reply(reply).await.unwrap();
     }
     let taken = store.take_bot_replies("521").await.unwrap();
-    assert_eq!(
-        taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["b1", "b2"]
-    );
+    assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b1", "b2"]);
     assert!(store.take_bot_replies("521").await.unwrap().is_empty());
     assert!(!store.remove_bot_reply("b1").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_failed_write_does_not_keep_the_database_locked() {
+    let dir = std::env::temp_dir().join(format!("sb-store-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(&dir.join("db.sqlite")).await.unwrap();
+    for _ in 0..3 {
+        let err = store.append_message(new_message("missing", "x", None)).await.unwrap_err();
+        assert!(matches!(err, StoreError::ConversationNotFound(_)));
+    }
+    // A lock left behind would make this wait for the busy timeout and fail.
+    let write = async {
+        create(&store, "c1").await;
+        store.append_message(new_message("c1", "after", None)).await.unwrap()
+    };
+    let appended =
+        tokio::time::timeout(std::time::Duration::from_secs(2), write).await.expect("database still locked");
+    assert_eq!(appended.message.offset, 1);
+    std::fs::remove_dir_all(dir).unwrap();
 }

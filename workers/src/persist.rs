@@ -35,11 +35,7 @@ enum Outcome {
 }
 
 impl Persist {
-    pub async fn new(
-        bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
-        node: &str,
-    ) -> switchboard_bus::Result<Self> {
+    pub async fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, node: &str) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
         Ok(Self { bus, store, caller })
     }
@@ -56,8 +52,7 @@ impl Persist {
     async fn settle(&self, delivery: Delivery) {
         match self.handle(&delivery.envelope).await {
             Outcome::Done(result) => {
-                if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(&result)).await
-                {
+                if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(&result)).await {
                     tracing::warn!(error = %e, "command answer not sent");
                 }
                 if let Err(e) = delivery.ack().await {
@@ -98,10 +93,7 @@ impl Persist {
     async fn send_message(&self, send: pb::SendMessage) -> Result<pb::CommandResult, Failure> {
         let sender: Sender = send.sender.ok_or(Malformed("sender"))?.try_into()?;
         let new = NewMessage {
-            id: send
-                .message_id
-                .parse()
-                .map_err(|_| Malformed("message id"))?,
+            id: send.message_id.parse().map_err(|_| Malformed("message id"))?,
             conversation_id: send.conversation_id,
             sender,
             text: send.text,
@@ -112,21 +104,15 @@ impl Persist {
         };
         let appended = self.store.append_message(new).await?;
         if appended.conversation_created {
-            self.announce(Event::ConversationNew(appended.conversation.clone()))
-                .await;
+            self.announce(Event::ConversationNew(appended.conversation.clone())).await;
         }
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
-        self.announce(Event::MessageNew(appended.message.clone()))
-            .await;
+        self.announce(Event::MessageNew(appended.message.clone())).await;
         if appended.created {
-            self.announce(Event::ConversationUpdated(appended.conversation))
-                .await;
+            self.announce(Event::ConversationUpdated(appended.conversation)).await;
         }
-        Ok(result(
-            appended.created,
-            command_result::Outcome::Message((&appended.message).into()),
-        ))
+        Ok(result(appended.created, command_result::Outcome::Message((&appended.message).into())))
     }
 
     async fn create_conversation(
@@ -141,13 +127,9 @@ impl Persist {
         };
         let (conversation, created) = self.store.create_conversation(new).await?;
         if created {
-            self.announce(Event::ConversationNew(conversation.clone()))
-                .await;
+            self.announce(Event::ConversationNew(conversation.clone())).await;
         }
-        Ok(result(
-            created,
-            command_result::Outcome::Conversation((&conversation).into()),
-        ))
+        Ok(result(created, command_result::Outcome::Conversation((&conversation).into())))
     }
 
     async fn set_status(&self, set: pb::SetStatus) -> Result<pb::CommandResult, Failure> {
@@ -156,24 +138,13 @@ impl Persist {
             .parse()
             .map_err(|_| Failure::Refused("bad_request", "message id is not a UUID".into()))?;
         let status = DeliveryStatus::parse(&set.status).ok_or(Malformed("status"))?;
-        let Some(change) = self
-            .store
-            .set_status(id, status, Timestamp(set.at_ms))
-            .await?
-        else {
-            return Err(Failure::Refused(
-                "not_found",
-                format!("message {id} not found"),
-            ));
+        let Some(change) = self.store.set_status(id, status, Timestamp(set.at_ms)).await? else {
+            return Err(Failure::Refused("not_found", format!("message {id} not found")));
         };
         if change.changed {
-            self.announce(Event::MessageStatus(change.update.clone()))
-                .await;
+            self.announce(Event::MessageStatus(change.update.clone())).await;
         }
-        Ok(result(
-            change.changed,
-            command_result::Outcome::Status((&change.update).into()),
-        ))
+        Ok(result(change.changed, command_result::Outcome::Status((&change.update).into())))
     }
 
     /// Queued first, so a reply is never lost; removed again once an edge says
@@ -186,25 +157,20 @@ impl Persist {
             at: Timestamp(bot.at_ms),
         };
         self.store.queue_bot_reply(queued).await?;
-        let delivered = match self
-            .caller
-            .request(Event::BotReply(bot.clone()).envelope(), BOT_REPLY_WAIT)
-            .await
-        {
-            Ok(Some(answer)) => {
-                pb::CommandResult::decode(&answer[..])
-                    .ok()
-                    .and_then(|r| match r.outcome {
+        let delivered =
+            match self.caller.request(Event::BotReply(bot.clone()).envelope(), BOT_REPLY_WAIT).await {
+                Ok(Some(answer)) => {
+                    pb::CommandResult::decode(&answer[..]).ok().and_then(|r| match r.outcome {
                         Some(command_result::Outcome::Delivered(n)) => Some(n),
                         _ => None,
                     })
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "bot reply kept queued");
-                None
-            }
-        };
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bot reply kept queued");
+                    None
+                }
+            };
         let delivered = delivered.unwrap_or(0);
         if delivered > 0 {
             self.store.remove_bot_reply(&bot.id).await?;
@@ -238,19 +204,10 @@ impl From<Malformed> for Failure {
 }
 
 fn result(created: bool, outcome: command_result::Outcome) -> pb::CommandResult {
-    pb::CommandResult {
-        created,
-        outcome: Some(outcome),
-    }
+    pb::CommandResult { created, outcome: Some(outcome) }
 }
 
 fn refused(code: &str, message: &str) -> Outcome {
-    let error = ErrorBody {
-        code: code.into(),
-        message: message.into(),
-    };
-    Outcome::Done(Box::new(result(
-        false,
-        command_result::Outcome::Error((&error).into()),
-    )))
+    let error = ErrorBody { code: code.into(), message: message.into() };
+    Outcome::Done(Box::new(result(false, command_result::Outcome::Error((&error).into()))))
 }

@@ -16,9 +16,7 @@ use crate::error::ApiError;
 use crate::state::check_id;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/bot-reply", post(bot_reply))
-        .route("/api/notify/message", post(notify_message))
+    Router::new().route("/api/bot-reply", post(bot_reply)).route("/api/notify/message", post(notify_message))
 }
 
 /// Seed 001's bridge from the WhatsApp bot.
@@ -48,15 +46,11 @@ async fn bot_reply(
 ) -> Result<(StatusCode, Json<BotReplyAnswer>), ApiError> {
     who.require_staff()?;
     let (Some(phone), Some(text)) = (body.target_user_whats_app_number, body.message_text) else {
-        return Err(ApiError::bad_request(
-            "targetUserWhatsAppNumber and messageText are required",
-        ));
+        return Err(ApiError::bad_request("targetUserWhatsAppNumber and messageText are required"));
     };
     let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
     if phone.is_empty() {
-        return Err(ApiError::bad_request(
-            "targetUserWhatsAppNumber must hold digits",
-        ));
+        return Err(ApiError::bad_request("targetUserWhatsAppNumber must hold digits"));
     }
     state.check_text(&text)?;
     let delivered = state.commands.bot_reply(phone, text).await?;
@@ -67,18 +61,9 @@ async fn bot_reply(
         message: message.into(),
     };
     Ok(if delivered > 0 {
-        (
-            StatusCode::OK,
-            Json(answer("delivered", "reply sent to the client")),
-        )
+        (StatusCode::OK, Json(answer("delivered", "reply sent to the client")))
     } else {
-        (
-            StatusCode::ACCEPTED,
-            Json(answer(
-                "queued",
-                "client not connected; delivered on its next connect",
-            )),
-        )
+        (StatusCode::ACCEPTED, Json(answer("queued", "client not connected; delivered on its next connect")))
     })
 }
 
@@ -109,26 +94,15 @@ async fn notify_message(
     }
     state.check_text(&body.content)?;
     let existing = state.store.conversation(&body.ticket_id).await?;
-    let customer = existing
-        .as_ref()
-        .map(|c| c.customer.clone())
-        .unwrap_or_else(|| Customer {
-            id: format!("ticket:{}", body.ticket_id),
-            name: "Customer".into(),
-            phone: None,
-        });
+    let customer = existing.as_ref().map(|c| c.customer.clone()).unwrap_or_else(|| Customer {
+        id: format!("ticket:{}", body.ticket_id),
+        name: "Customer".into(),
+        phone: None,
+    });
     let sender = if body.is_client {
-        Sender {
-            id: customer.id.clone(),
-            role: Role::Customer,
-            name: customer.name.clone(),
-        }
+        Sender { id: customer.id.clone(), role: Role::Customer, name: customer.name.clone() }
     } else {
-        Sender {
-            id: who.user_id.clone(),
-            role: Role::Agent,
-            name: who.name.clone(),
-        }
+        Sender { id: who.user_id.clone(), role: Role::Agent, name: who.name.clone() }
     };
     let draft = Draft {
         conversation_id: body.ticket_id,

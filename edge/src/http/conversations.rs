@@ -20,15 +20,9 @@ use crate::state::check_id;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/conversations",
-            post(create_conversation).get(list_conversations),
-        )
+        .route("/api/v1/conversations", post(create_conversation).get(list_conversations))
         .route("/api/v1/conversations/{id}", get(get_conversation))
-        .route(
-            "/api/v1/conversations/{id}/messages",
-            post(post_message).get(history),
-        )
+        .route("/api/v1/conversations/{id}/messages", post(post_message).get(history))
         .route("/api/chat/sessions/{id}/messages", get(history))
         .route("/api/v1/messages/{id}/status", post(set_status))
 }
@@ -53,26 +47,14 @@ async fn create_conversation(
     Body(body): Body<CreateConversation>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
     if who.is_customer() && body.customer.id != who.user_id {
-        return Err(ApiError::forbidden(
-            "a customer may only create its own conversations",
-        ));
+        return Err(ApiError::forbidden("a customer may only create its own conversations"));
     }
     let id = body.id.unwrap_or_else(|| Uuid::now_v7().to_string());
     check_id("id", &id)?;
     check_id("customer.id", &body.customer.id)?;
-    let (conversation, created) = state
-        .commands
-        .create_conversation(id, body.channel, body.customer)
-        .await?;
+    let (conversation, created) = state.commands.create_conversation(id, body.channel, body.customer).await?;
     who.check_access(&conversation)?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(conversation),
-    ))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(conversation)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -141,8 +123,7 @@ impl PostMessage {
             )));
         }
         let text = self.text.or(self.content.and_then(|c| c.text));
-        let text =
-            text.ok_or_else(|| ApiError::bad_request("text (or content.text) is required"))?;
+        let text = text.ok_or_else(|| ApiError::bad_request("text (or content.text) is required"))?;
         Ok((text, self.client_msg_id))
     }
 }
@@ -171,14 +152,7 @@ async fn post_message(
         create_for: None,
     };
     let (message, created) = state.commands.send_message(draft).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(message),
-    ))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -203,10 +177,7 @@ async fn history(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<MessageList>, ApiError> {
     state.conversation_for(&who, &id).await?;
-    let limit = query
-        .limit
-        .unwrap_or(state.config.limits.history_page)
-        .clamp(1, MAX_LIMIT);
+    let limit = query.limit.unwrap_or(state.config.limits.history_page).clamp(1, MAX_LIMIT);
     let messages = match query.since_offset {
         Some(since) => state.store.messages_after(&id, since, limit).await?,
         None => state.store.latest_messages(&id, limit).await?,
@@ -228,17 +199,13 @@ async fn set_status(
     Path(id): Path<String>,
     Body(body): Body<SetStatus>,
 ) -> Result<Json<StatusUpdate>, ApiError> {
-    let id: Uuid = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("message id must be a UUID"))?;
+    let id: Uuid = id.parse().map_err(|_| ApiError::bad_request("message id must be a UUID"))?;
     let message = state
         .store
         .message(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("message {id} not found")))?;
-    state
-        .conversation_for(&who, &message.conversation_id)
-        .await?;
+    state.conversation_for(&who, &message.conversation_id).await?;
     Ok(Json(state.commands.set_status(id, body.status).await?))
 }
 

@@ -37,10 +37,7 @@ pub fn router(state: AppState) -> Router {
 
 /// An allow-list of browser origins; no list, no cross-origin access.
 pub fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(allowed))
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -60,35 +57,30 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::to_owned);
         let token = bearer.or_else(|| parts.uri.query().and_then(|q| query_param(q, "token")));
         Ok(Caller(state.verifier.verify(token.as_deref())?))
     }
 }
 
-/// A JSON body whose rejection is our error shape, naming what was wrong.
+/// A JSON body, whatever its content type says (bots often send none), with
+/// errors in our shape naming what was wrong.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    "too_large"
-                } else {
-                    "bad_request"
-                };
-                Err(ApiError::new(status, code, rejection.body_text()))
-            }
-        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let code =
+                if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
+            ApiError::new(status, code, rejection.body_text())
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 

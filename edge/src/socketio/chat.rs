@@ -51,8 +51,7 @@ struct MarkReadPayload {
 }
 
 fn parse<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, ApiError> {
-    serde_json::from_value(data)
-        .map_err(|e| ApiError::bad_request(format!("invalid {event} payload: {e}")))
+    serde_json::from_value(data).map_err(|e| ApiError::bad_request(format!("invalid {event} payload: {e}")))
 }
 
 pub async fn join_conversation(ctx: Ctx, data: Value, reply: Reply) {
@@ -60,14 +59,7 @@ pub async fn join_conversation(ctx: Ctx, data: Value, reply: Reply) {
         Ok(p) => p,
         Err(e) => return reply.send(Err(e)),
     };
-    join(
-        ctx,
-        payload.conversation_id,
-        payload.since_offset,
-        false,
-        reply,
-    )
-    .await;
+    join(ctx, payload.conversation_id, payload.since_offset, false, reply).await;
 }
 
 /// Seed 004: `join "chat:<id>"` (or `"conversation:<id>"`), no ack expected.
@@ -79,16 +71,20 @@ pub async fn legacy_join(ctx: Ctx, data: Value, reply: Reply) {
 }
 
 pub async fn legacy_leave(ctx: Ctx, data: Value, reply: Reply) {
-    reply.send(legacy_conversation(&data).map(|id| {
-        leave(&ctx, &id, true);
-        json!({ "conversation_id": id })
-    }));
+    match legacy_conversation(&data) {
+        Ok(id) => {
+            if leave(&ctx, &id, true) {
+                announce_presence(&ctx, &id, false).await;
+            }
+            reply.send(Ok(json!({ "conversation_id": id })));
+        }
+        Err(e) => reply.send(Err(e)),
+    }
 }
 
 fn legacy_conversation(data: &Value) -> Result<String, ApiError> {
-    let room = data
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request("join takes a room name such as \"chat:<id>\""))?;
+    let room =
+        data.as_str().ok_or_else(|| ApiError::bad_request("join takes a room name such as \"chat:<id>\""))?;
     room.strip_prefix("chat:")
         .or_else(|| room.strip_prefix("conversation:"))
         .map(str::to_owned)
@@ -97,9 +93,7 @@ fn legacy_conversation(data: &Value) -> Result<String, ApiError> {
 
 async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: bool, reply: Reply) {
     let admitted = async {
-        ctx.state
-            .conversation_for(&ctx.session.identity, &conversation_id)
-            .await?;
+        ctx.state.conversation_for(&ctx.session.identity, &conversation_id).await?;
         ctx.session.enter(&conversation_id, legacy)
     };
     let new_member = match admitted.await {
@@ -114,11 +108,7 @@ async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: boo
         // enters the room before the feed delivers anything newer.
         Box::new(move |outcome: Result<Snapshot, ApiError>| {
             let answer = outcome.map(|snapshot| {
-                let room = if legacy {
-                    legacy_room(&conversation_id)
-                } else {
-                    chat_room(&conversation_id)
-                };
+                let room = if legacy { legacy_room(&conversation_id) } else { chat_room(&conversation_id) };
                 ctx.socket.join(room);
                 if !legacy {
                     let joined = json!({ "conversation_id": conversation_id, "message": "joined" });
@@ -135,69 +125,54 @@ async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: boo
             reply.send(answer);
         })
     };
-    ctx.state
-        .feeds
-        .join(&conversation_id, JoinRequest { since, respond }, new_member);
+    ctx.state.feeds.join(&conversation_id, JoinRequest { since, respond }, new_member);
     match done_rx.await {
-        Ok(true) if new_member && !legacy => announce_presence(&ctx, &conversation_id, true).await,
+        Ok(true) if new_member => announce_presence(&ctx, &conversation_id, true).await,
         Ok(true) => {}
-        _ => leave(&ctx, &conversation_id, legacy),
+        _ => {
+            leave(&ctx, &conversation_id, legacy);
+        }
     }
 }
 
 pub async fn leave_conversation(ctx: Ctx, data: Value, reply: Reply) {
-    let outcome =
-        parse::<ConversationPayload>("leave_conversation", data).map(|p| p.conversation_id);
+    let outcome = parse::<ConversationPayload>("leave_conversation", data).map(|p| p.conversation_id);
     match outcome {
         Ok(id) => {
-            let was_member = ctx.session.is_chat_member(&id);
-            leave(&ctx, &id, false);
-            if was_member {
-                stop_typing(&ctx, &id).await;
+            stop_typing(&ctx, &id).await;
+            if leave(&ctx, &id, false) {
                 announce_presence(&ctx, &id, false).await;
             }
-            let _ = ctx
-                .socket
-                .emit("left_conversation", &json!({ "conversation_id": id }));
+            let _ = ctx.socket.emit("left_conversation", &json!({ "conversation_id": id }));
             reply.send(Ok(json!({ "conversation_id": id })));
         }
         Err(e) => reply.send(Err(e)),
     }
 }
 
-/// Takes the socket out of the room and, when it is out entirely, the feed.
-fn leave(ctx: &Ctx, conversation_id: &str, legacy: bool) {
-    let room = if legacy {
-        legacy_room(conversation_id)
-    } else {
-        chat_room(conversation_id)
-    };
+/// Takes the socket out of the room and, when it is out of the conversation
+/// entirely, out of the feed; answers whether it is now out entirely.
+fn leave(ctx: &Ctx, conversation_id: &str, legacy: bool) -> bool {
+    let room = if legacy { legacy_room(conversation_id) } else { chat_room(conversation_id) };
     ctx.socket.leave(room);
-    if ctx.session.exit(conversation_id, legacy) == Some(true) {
+    let gone = ctx.session.exit(conversation_id, legacy) == Some(true);
+    if gone {
         ctx.state.feeds.leave(conversation_id);
     }
+    gone
 }
 
 pub async fn send_message(ctx: Ctx, data: Value, reply: Reply) {
-    reply.send(
-        store_message(&ctx, data)
-            .await
-            .map(|message| json!({ "message": message })),
-    );
+    reply.send(store_message(&ctx, data).await.map(|message| json!({ "message": message })));
 }
 
-async fn store_message(
-    ctx: &Ctx,
-    data: Value,
-) -> Result<switchboard_proto::model::Message, ApiError> {
+async fn store_message(ctx: &Ctx, data: Value) -> Result<switchboard_proto::model::Message, ApiError> {
     let payload: SendPayload = parse("send_message", data)?;
     ctx.state.check_text(&payload.text)?;
     if let Some(key) = &payload.client_msg_id {
         check_id("client_msg_id", key)?;
     }
-    ctx.state
-        .conversation_for(&ctx.session.identity, &payload.conversation_id)
-        .await?;
+    ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
     if !ctx.session.may_publish() {
         return Err(ApiError::rate_limited("too many messages: slow down"));
     }
@@ -222,16 +197,10 @@ pub async fn typing_stop(ctx: Ctx, data: Value, reply: Reply) {
 }
 
 async fn typing(ctx: &Ctx, data: Value, typing: bool) -> Result<Value, ApiError> {
-    let event = if typing {
-        "typing_start"
-    } else {
-        "typing_stop"
-    };
+    let event = if typing { "typing_start" } else { "typing_stop" };
     let id = parse::<ConversationPayload>(event, data)?.conversation_id;
     if !ctx.session.is_chat_member(&id) {
-        return Err(ApiError::forbidden(format!(
-            "join conversation {id} before typing in it"
-        )));
+        return Err(ApiError::forbidden(format!("join conversation {id} before typing in it")));
     }
     if !ctx.session.may_type() {
         return Err(ApiError::rate_limited("too many typing events: slow down"));
@@ -246,8 +215,7 @@ async fn typing(ctx: &Ctx, data: Value, typing: bool) -> Result<Value, ApiError>
                 publish_typing(&ctx, &id, false).await;
             })
         };
-        ctx.session
-            .set_typing_timer(&id, Some(expiry.abort_handle()));
+        ctx.session.set_typing_timer(&id, Some(expiry.abort_handle()));
         publish_typing(ctx, &id, true).await;
     } else {
         stop_typing(ctx, &id).await;
@@ -291,9 +259,7 @@ pub async fn announce_presence(ctx: &Ctx, conversation_id: &str, online: bool) {
 pub async fn mark_read(ctx: Ctx, data: Value, reply: Reply) {
     let outcome = async {
         let payload: MarkReadPayload = parse("mark_read", data)?;
-        ctx.state
-            .conversation_for(&ctx.session.identity, &payload.conversation_id)
-            .await?;
+        ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
         let message = ctx.state.store.message(payload.message_id).await?;
         if message.is_none_or(|m| m.conversation_id != payload.conversation_id) {
             return Err(ApiError::not_found(format!(
@@ -301,11 +267,7 @@ pub async fn mark_read(ctx: Ctx, data: Value, reply: Reply) {
                 payload.message_id
             )));
         }
-        let status = ctx
-            .state
-            .commands
-            .set_status(payload.message_id, DeliveryStatus::Read)
-            .await?;
+        let status = ctx.state.commands.set_status(payload.message_id, DeliveryStatus::Read).await?;
         Ok(json!({ "status": status }))
     };
     reply.send(outcome.await);
@@ -319,12 +281,10 @@ pub async fn ping(ctx: Ctx, _data: Value, reply: Reply) {
 
 /// Everything a socket held, given back when it goes.
 pub async fn disconnect(ctx: Ctx) {
-    for (conversation_id, membership) in ctx.session.exit_all() {
+    for conversation_id in ctx.session.exit_all() {
         ctx.state.feeds.leave(&conversation_id);
-        if membership.chat {
-            stop_typing(&ctx, &conversation_id).await;
-            announce_presence(&ctx, &conversation_id, false).await;
-        }
+        stop_typing(&ctx, &conversation_id).await;
+        announce_presence(&ctx, &conversation_id, false).await;
     }
     if let Some(phone) = &ctx.session.phone {
         ctx.state.phones.release(phone).await;

@@ -36,8 +36,7 @@ pub struct SocketIoFanout {
 pub fn emit_to(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized)) -> bool {
     match socket.emit(event, data) {
         Ok(()) => {
-            metrics::counter!("switchboard_deliveries_total", "transport" => "socket.io")
-                .increment(1);
+            metrics::counter!("switchboard_deliveries_total", "transport" => "socket.io").increment(1);
             true
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
@@ -50,18 +49,18 @@ pub fn emit_to(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized)
     }
 }
 
+/// The local sockets in a room. Empty once the server closed its namespace
+/// while draining (`io.to` would panic then).
+pub fn sockets_in(io: &SocketIo, room: String) -> Vec<SocketRef> {
+    io.of("/").map(|ns| ns.to(room).sockets()).unwrap_or_default()
+}
+
 impl SocketIoFanout {
     fn room(&self, room: String) -> Vec<SocketRef> {
-        self.io.to(room).sockets()
+        sockets_in(&self.io, room)
     }
 
-    fn each_except(
-        &self,
-        room: String,
-        origin: &str,
-        event: &str,
-        data: &(impl Serialize + ?Sized),
-    ) {
+    fn each_except(&self, room: String, origin: &str, event: &str, data: &(impl Serialize + ?Sized)) {
         for socket in self.room(room) {
             if socket.id.to_string() != origin {
                 emit_to(&socket, event, data);
@@ -101,12 +100,7 @@ impl Fanout for SocketIoFanout {
 
     fn typing(&self, typing: &pb::Typing) {
         let payload = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
-        self.each_except(
-            chat_room(&typing.conversation_id),
-            &typing.origin,
-            "user_typing",
-            &payload,
-        );
+        self.each_except(chat_room(&typing.conversation_id), &typing.origin, "user_typing", &payload);
     }
 
     fn presence(&self, presence: &pb::Presence) {
@@ -116,11 +110,6 @@ impl Fanout for SocketIoFanout {
             "role": presence.role,
             "online": presence.online,
         });
-        self.each_except(
-            chat_room(&presence.conversation_id),
-            &presence.origin,
-            "presence",
-            &payload,
-        );
+        self.each_except(chat_room(&presence.conversation_id), &presence.origin, "presence", &payload);
     }
 }

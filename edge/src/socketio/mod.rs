@@ -42,48 +42,57 @@ pub fn layer(limits: &Limits) -> (SocketIoLayer, SocketIo) {
 
 pub fn register(state: Arc<EdgeState>) {
     let io = state.io.clone();
-    let authenticate = {
+    let admit = {
         let state = state.clone();
         move |socket: SocketRef, TryData(auth): TryData<Value>| {
             let state = state.clone();
-            async move { authenticate(&state, &socket, auth.ok()) }
+            async move { admit(state, socket, auth.ok()).await }
         }
     };
     let connect = move |socket: SocketRef| {
         let state = state.clone();
         async move { on_connect(state, socket).await }
     };
-    io.ns("/", connect.with(authenticate));
+    io.ns("/", connect.with(admit));
 }
 
-/// Token from `auth.token`, else the `token` query parameter.
-fn authenticate(state: &EdgeState, socket: &SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
+/// Runs before the client is told it is connected: socketioxide sends the
+/// CONNECT packet before it calls the connect handler, so anything a client
+/// may use at once (event handlers, rooms, subscriptions) is set up here.
+async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
     if state.is_draining() {
         return Err(Refusal::Draining);
     }
+    let session = Arc::new(authenticate(&state, &socket, auth)?);
+    socket.extensions.insert(session.clone());
+    let ctx = Ctx { state: state.clone(), socket: socket.clone(), session: session.clone() };
+    register_events(&ctx);
+    if session.identity.role == Role::Agent {
+        socket.join(AGENTS_ROOM);
+    }
+    if let Some(phone) = &session.phone {
+        socket.join(phone_room(phone));
+        if let Err(e) = state.phones.acquire(phone).await {
+            tracing::warn!(error = %e, "bot replies for this socket are not subscribed");
+        }
+    }
+    metrics::gauge!("switchboard_sockets", "transport" => "socket.io").increment(1.0);
+    Ok(())
+}
+
+/// Token from `auth.token`, else the `token` query parameter.
+fn authenticate(state: &EdgeState, socket: &SocketRef, auth: Option<Value>) -> Result<Session, Refusal> {
     let query = socket.req_parts().uri.query().unwrap_or_default();
-    let from_auth = auth
-        .as_ref()
-        .and_then(|a| a.get("token"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let from_auth = auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str).map(str::to_owned);
     let token = from_auth.or_else(|| query_param(query, "token"));
-    let identity = state
-        .verifier
-        .verify(token.as_deref())
-        .map_err(Refusal::Auth)?;
+    let identity = state.verifier.verify(token.as_deref()).map_err(Refusal::Auth)?;
     // Staff may watch a user's bot replies by naming the number (seed 001);
     // a customer only ever gets its own.
     let phone = match identity.role {
         Role::Customer => identity.phone.clone(),
         _ => query_param(query, "userPhone").or_else(|| identity.phone.clone()),
     };
-    socket.extensions.insert(Arc::new(Session::new(
-        identity,
-        phone,
-        &state.config.limits,
-    )));
-    Ok(())
+    Ok(Session::new(identity, phone, &state.config.limits))
 }
 
 /// Why a connection was refused: its `connect_error` message.
@@ -135,26 +144,10 @@ fn percent_decode(value: &str) -> String {
 }
 
 async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
-    let Some(session) = session_of(&socket) else {
-        return;
-    };
-    metrics::gauge!("switchboard_sockets", "transport" => "socket.io").increment(1.0);
-    let ctx = Ctx {
-        state: state.clone(),
-        socket: socket.clone(),
-        session: session.clone(),
-    };
-    register_events(&ctx);
+    let Some(session) = session_of(&socket) else { return };
     let connected = json!({ "message": "connected", "user_id": session.identity.user_id });
     let _ = socket.emit("connected", &connected);
-    if session.identity.role == Role::Agent {
-        socket.join(AGENTS_ROOM);
-    }
     if let Some(phone) = &session.phone {
-        socket.join(phone_room(phone));
-        if let Err(e) = state.phones.acquire(phone).await {
-            tracing::warn!(error = %e, "bot replies for this socket are not subscribed");
-        }
         deliver_queued_bot_replies(&state, phone).await;
     }
 }
@@ -181,13 +174,10 @@ async fn deliver_queued_bot_replies(state: &EdgeState, phone: &str) {
 macro_rules! on {
     ($ctx:expr, $event:literal, $handler:path) => {{
         let ctx = $ctx.clone();
-        $ctx.socket.on(
-            $event,
-            move |TryData(data): TryData<Value>, reply: Reply| {
-                let ctx = ctx.clone();
-                async move { $handler(ctx, data.unwrap_or(Value::Null), reply).await }
-            },
-        );
+        $ctx.socket.on($event, move |TryData(data): TryData<Value>, reply: Reply| {
+            let ctx = ctx.clone();
+            async move { $handler(ctx, data.unwrap_or(Value::Null), reply).await }
+        });
     }};
 }
 

@@ -15,14 +15,11 @@ use switchboard_proto::pb::{self, command_result};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::fanout::{AGENTS_ROOM, emit_to, phone_room};
+use super::fanout::{AGENTS_ROOM, emit_to, phone_room, sockets_in};
 use super::session::session_of;
 
 /// Relays `conversation:new` / `conversation:updated` to every agent socket.
-pub async fn relay_inbox(
-    bus: Arc<dyn Bus>,
-    io: SocketIo,
-) -> switchboard_bus::Result<JoinHandle<()>> {
+pub async fn relay_inbox(bus: Arc<dyn Bus>, io: SocketIo) -> switchboard_bus::Result<JoinHandle<()>> {
     let mut events = bus.subscribe(subjects::INBOX_ALL).await?;
     Ok(tokio::spawn(async move {
         while let Some(envelope) = events.next().await {
@@ -32,7 +29,7 @@ pub async fn relay_inbox(
                 _ => continue,
             };
             let payload = json!({ "conversation": conversation });
-            for socket in io.to(AGENTS_ROOM).sockets() {
+            for socket in sockets_in(&io, AGENTS_ROOM.into()) {
                 emit_to(&socket, event, &payload);
             }
         }
@@ -48,11 +45,7 @@ pub struct PhoneRelays {
 
 impl PhoneRelays {
     pub fn new(bus: Arc<dyn Bus>, io: SocketIo) -> Self {
-        Self {
-            bus,
-            io,
-            relays: Mutex::default(),
-        }
+        Self { bus, io, relays: Mutex::default() }
     }
 
     /// Subscribed when this returns, so a reply published afterwards arrives.
@@ -63,12 +56,8 @@ impl PhoneRelays {
             return Ok(());
         }
         let events = self.bus.subscribe(&subjects::user_phone_bot(phone)).await?;
-        let task = tokio::spawn(relay_bot_replies(
-            events,
-            self.bus.clone(),
-            self.io.clone(),
-            phone.to_owned(),
-        ));
+        let task =
+            tokio::spawn(relay_bot_replies(events, self.bus.clone(), self.io.clone(), phone.to_owned()));
         relays.insert(phone.to_owned(), (task, 1));
         metrics::gauge!("switchboard_subscriptions", "kind" => "phone").increment(1.0);
         Ok(())
@@ -116,10 +105,9 @@ async fn relay_bot_replies(
 /// Emits seed 001's `bot-response` to each socket of that phone that has not
 /// had it yet; answers how many got it.
 pub fn deliver_bot_reply(io: &SocketIo, phone: &str, reply: &pb::BotReply) -> u32 {
-    let payload =
-        json!({ "text": reply.text, "sender": "bot", "timestamp": Timestamp(reply.at_ms) });
+    let payload = json!({ "text": reply.text, "sender": "bot", "timestamp": Timestamp(reply.at_ms) });
     let mut delivered = 0;
-    for socket in io.to(phone_room(phone)).sockets() {
+    for socket in sockets_in(io, phone_room(phone)) {
         let fresh = session_of(&socket).is_some_and(|s| s.first_sight_of_bot_reply(&reply.id));
         if fresh && emit_to(&socket, "bot-response", &payload) {
             delivered += 1;

@@ -63,18 +63,12 @@ impl Session {
     /// yet by any means.
     pub fn enter(&self, conversation_id: &str, legacy: bool) -> Result<bool, ApiError> {
         let mut memberships = self.memberships.lock().expect("session lock");
-        let known = memberships
-            .get(conversation_id)
-            .copied()
-            .unwrap_or_default();
+        let known = memberships.get(conversation_id).copied().unwrap_or_default();
         if !known.any() && memberships.len() >= self.max_joins {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "too_many_joins",
-                format!(
-                    "a socket may be in at most {} conversations",
-                    self.max_joins
-                ),
+                format!("a socket may be in at most {} conversations", self.max_joins),
             ));
         }
         let mut now = known;
@@ -108,20 +102,12 @@ impl Session {
     }
 
     pub fn is_chat_member(&self, conversation_id: &str) -> bool {
-        self.memberships
-            .lock()
-            .expect("session lock")
-            .get(conversation_id)
-            .is_some_and(|m| m.chat)
+        self.memberships.lock().expect("session lock").get(conversation_id).is_some_and(|m| m.chat)
     }
 
     /// Every conversation the socket is in, emptying the record (disconnect).
-    pub fn exit_all(&self) -> Vec<(String, Membership)> {
-        self.memberships
-            .lock()
-            .expect("session lock")
-            .drain()
-            .collect()
+    pub fn exit_all(&self) -> Vec<String> {
+        self.memberships.lock().expect("session lock").drain().map(|(id, _)| id).collect()
     }
 
     pub fn may_publish(&self) -> bool {
@@ -178,15 +164,10 @@ impl FromMessageParts<LocalAdapter> for Reply {
         v: &mut PacketValue,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        let ack = AckSender::from_message_parts(s, v, ack_id)
-            .unwrap_or_else(|_| unreachable!("infallible"));
-        let socket = SocketRef::from_message_parts(s, v, ack_id)
-            .unwrap_or_else(|_| unreachable!("infallible"));
-        Ok(Self {
-            ack,
-            socket,
-            wants_ack: ack_id.is_some(),
-        })
+        let ack = AckSender::from_message_parts(s, v, ack_id).unwrap_or_else(|_| unreachable!("infallible"));
+        let socket =
+            SocketRef::from_message_parts(s, v, ack_id).unwrap_or_else(|_| unreachable!("infallible"));
+        Ok(Self { ack, socket, wants_ack: ack_id.is_some() })
     }
 }
 
@@ -202,15 +183,10 @@ impl Reply {
                 let _ = self.ack.send(&answer);
             }
             Err(error) if self.wants_ack => {
-                let _ = self
-                    .ack
-                    .send(&json!({ "ok": false, "error": error.body() }));
+                let _ = self.ack.send(&json!({ "ok": false, "error": error.body() }));
             }
             Err(error) => {
-                let _ = self.socket.emit(
-                    "error",
-                    &json!({ "message": error.message, "code": error.code }),
-                );
+                let _ = self.socket.emit("error", &json!({ "message": error.message, "code": error.code }));
             }
         }
     }

@@ -59,6 +59,12 @@ export function nowSecs() {
   return Math.floor(Date.now() / 1000);
 }
 
+// A test process stopped by a signal runs no `after` hooks and no "exit" handlers of
+// its own accord: turn SIGINT/SIGTERM into an exit so spawned servers are reaped.
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.once(sig, () => process.exit(sig === "SIGINT" ? 130 : 143));
+}
+
 function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -123,6 +129,12 @@ class ServerProcess {
     this.child = child;
     // A pid file beside the data dir lets tests/run end servers an interrupted run left behind.
     if (child.pid) writeFileSync(`${this.dataDir}.pid`, String(child.pid));
+    // If this test process dies without running its `after` hooks, take the server with it.
+    const reap = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    };
+    process.once("exit", reap);
+    child.once("exit", () => process.off("exit", reap));
     const append = (chunk) => {
       this.output += chunk.toString();
       if (this.output.length > MAX_LOG_CHARS) this.output = this.output.slice(-MAX_LOG_CHARS);

@@ -16,7 +16,9 @@ import {
   join,
   once,
   send,
+  track,
 } from "../lib/sio.mjs";
+import { io } from "socket.io-client";
 
 const ctx = useServer();
 
@@ -241,6 +243,23 @@ describe("leave_conversation", () => {
     assert.equal((await once(watcher, "message:new")).id, posted.id);
     // ...and the socket that left must not get it.
     await expectNone(c, "message:new", { what: "after leave_conversation" });
+  });
+});
+
+describe("events sent as soon as the socket connects", () => {
+  it("emits buffered by the client before the connection is up are handled, never dropped", async () => {
+    // socket.io-client buffers emits made before `connect` and flushes them right after it,
+    // which is what seed 003's panel does (connect, then joinConversation at once).
+    const conv = await ctx.server.createConversation();
+    const token = ctx.server.agentToken("agent-early");
+    for (let i = 0; i < 20; i++) {
+      const s = track(io(ctx.server.url, { forceNew: true, reconnection: false, transports: ["websocket"], auth: { token } }));
+      const joined = ack(s, "join_conversation", { conversation_id: conv.id });
+      s.emit("ping", {});
+      expectOk(await joined, `early join #${i + 1}`);
+      await once(s, "pong", { what: `early ping #${i + 1}` });
+      s.close();
+    }
   });
 });
 
