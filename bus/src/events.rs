@@ -90,8 +90,24 @@ impl Event {
         }
     }
 
+    /// The key JetStream deduplicates a stored event on; `None` for ephemeral ones.
+    pub fn durable_id(&self) -> Option<String> {
+        match self {
+            Event::MessageNew(m) => Some(format!("msg:{}", m.id)),
+            Event::MessageStatus(s) => Some(format!("status:{}:{}", s.message_id, s.status)),
+            Event::ConversationNew(c) => Some(format!("conv-new:{}", c.id)),
+            Event::ConversationUpdated(c) => Some(format!("conv-updated:{}:{}", c.id, c.updated_at.0)),
+            Event::Typing(_) | Event::Presence(_) | Event::BotReply(_) => None,
+        }
+    }
+
+    /// Stored events go through the events stream (deduplicated, so a worker
+    /// that republishes after a crash adds nothing); the rest through core.
     pub async fn publish(&self, bus: &dyn Bus) -> Result<()> {
-        bus.publish(self.envelope()).await
+        match self.durable_id() {
+            Some(id) => bus.publish_durable(self.envelope(), &id).await,
+            None => bus.publish(self.envelope()).await,
+        }
     }
 }
 

@@ -44,27 +44,43 @@ impl Envelope {
     }
 }
 
-/// A durable stream the project declares; its subjects are kept until a
-/// consumer acknowledges them.
+/// A durable stream the project declares (and creates in JetStream at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DurableStream {
-    /// Work for the workers: `sb.cmd.>`.
+    /// Work for the workers, `sb.cmd.>`: kept until a worker acknowledges it.
     Commands,
+    /// What the workers stored (messages, statuses, conversations): kept for
+    /// a while so operators and late consumers can replay it.
+    Events,
 }
 
 impl DurableStream {
-    pub const ALL: [DurableStream; 1] = [DurableStream::Commands];
+    pub const ALL: [DurableStream; 2] = [DurableStream::Commands, DurableStream::Events];
 
     pub fn name(self) -> &'static str {
         match self {
             DurableStream::Commands => "SB_COMMANDS",
+            DurableStream::Events => "SB_EVENTS",
         }
     }
 
-    pub fn subjects(self) -> &'static str {
+    pub fn subjects(self) -> &'static [&'static str] {
         match self {
-            DurableStream::Commands => subjects::COMMANDS,
+            DurableStream::Commands => &[subjects::COMMANDS],
+            DurableStream::Events => {
+                &[subjects::CONV_MSG_ALL, subjects::CONV_STATUS_ALL, subjects::INBOX_ALL]
+            }
         }
+    }
+
+    /// Work-queue streams hold each message until one consumer acknowledges it.
+    pub fn is_work_queue(self) -> bool {
+        matches!(self, DurableStream::Commands)
+    }
+
+    /// The stream that holds `subject`, if any.
+    pub fn holding(subject: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.subjects().iter().any(|p| subjects::matches(p, subject)))
     }
 }
 

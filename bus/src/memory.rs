@@ -1,6 +1,7 @@
 //! The in-process bus of `switchboard dev`: the same semantics as NATS with
 //! JetStream, within one process and without persistence (the store is what
 //! survives a restart; a command not yet acknowledged was never answered).
+//! Event streams are not retained: nothing in one process replays them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,15 +175,16 @@ impl Bus for MemoryBus {
     }
 
     async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()> {
-        let stream = DurableStream::ALL
-            .into_iter()
-            .find(|s| matches(s.subjects(), &envelope.subject))
+        let stream = DurableStream::holding(&envelope.subject)
             .ok_or_else(|| BusError::NoStream(envelope.subject.clone()))?;
         if !self.inner.dedupe.lock().expect("dedupe lock").first_time(msg_id, Instant::now()) {
             return Ok(());
         }
         self.fan_out(&envelope);
-        self.queue(stream).push_back(envelope);
+        // Nothing in one process replays events, so only work is retained.
+        if stream.is_work_queue() {
+            self.queue(stream).push_back(envelope);
+        }
         Ok(())
     }
 

@@ -13,6 +13,9 @@ pub const INBOX_NEW: &str = "sb.inbox.new";
 /// Conversation changed (status, assignee, last message).
 pub const INBOX_UPDATED: &str = "sb.inbox.updated";
 pub const INBOX_ALL: &str = "sb.inbox.*";
+/// Every conversation's messages, and statuses.
+pub const CONV_MSG_ALL: &str = "sb.conv.*.msg";
+pub const CONV_STATUS_ALL: &str = "sb.conv.*.status";
 
 /// A conversation's stored messages.
 pub fn conv_msg(conversation_id: &str) -> String {

@@ -96,6 +96,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>>;
     /// Stores a message with the next offset, idempotently.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// Stores a batch in one transaction, in order; a message whose
+    /// conversation is missing gets its own `ConversationNotFound` and does
+    /// not stop the others. `Err` only when the transaction itself failed
+    /// (then nothing of the batch was stored).
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>>;
     /// Messages with offset > `after`, ascending, at most `limit`.
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>>;
     /// The newest `limit` messages, ascending.

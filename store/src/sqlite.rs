@@ -287,6 +287,22 @@ impl Store for SqliteStore {
         self.write(async |conn| append_in(conn, &new).await).await
     }
 
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+        self.write(async |conn| {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for new in batch {
+                match append_in(conn, new).await {
+                    Err(StoreError::ConversationNotFound(id)) => {
+                        outcomes.push(Err(StoreError::ConversationNotFound(id)))
+                    }
+                    other => outcomes.push(Ok(other?)),
+                }
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \

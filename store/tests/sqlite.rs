@@ -199,3 +199,20 @@ async fn a_failed_write_does_not_keep_the_database_locked() {
     assert_eq!(appended.message.offset, 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message() {
+    let store = with_conversation("c1").await;
+    let batch = vec![
+        new_message("c1", "one", None),
+        new_message("missing", "lost", None),
+        new_message("c1", "two", Some("k")),
+        new_message("c1", "two again", Some("k")),
+    ];
+    let outcomes = store.append_messages(&batch).await.unwrap();
+    assert_eq!(outcomes[0].as_ref().unwrap().message.offset, 1);
+    assert!(matches!(outcomes[1], Err(StoreError::ConversationNotFound(_))));
+    assert_eq!(outcomes[2].as_ref().unwrap().message.offset, 2);
+    assert!(!outcomes[3].as_ref().unwrap().created);
+    assert_eq!(store.messages_after("c1", 0, 10).await.unwrap().len(), 2);
+}
