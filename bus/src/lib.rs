@@ -4,6 +4,7 @@
 //!   ephemeral events, durable publish (deduplicated by message id) and shared
 //!   durable consumers for work that must not be lost.
 //! - [`memory`]: the in-process bus of `switchboard dev`.
+//! - [`nats`]: the bus of a deployment, on NATS with JetStream (2.9 or later).
 //! - [`subjects`] and [`headers`]: the names operators see on the wire.
 //! - [`events`]: what flows back out to edges, encoded once.
 //! - [`rpc`]: commands that expect an answer (an edge waiting for a worker).
@@ -11,6 +12,7 @@
 pub mod events;
 pub mod headers;
 pub mod memory;
+pub mod nats;
 pub mod rpc;
 pub mod subjects;
 
@@ -24,6 +26,7 @@ use futures_util::stream::BoxStream;
 
 pub use headers::Headers;
 pub use memory::MemoryBus;
+pub use nats::{NatsBus, NatsOptions};
 
 /// One message on the bus.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -3,16 +3,14 @@
 
 use std::sync::Arc;
 
-use std::future::IntoFuture;
-
 use anyhow::Context;
 use switchboard_bus::{Bus, MemoryBus};
 use switchboard_edge::Edge;
 use switchboard_edge::auth::{Claims, mint};
-use switchboard_edge::config::EdgeConfig;
 use switchboard_store::{SqliteStore, Store};
 use switchboard_workers::persist::Persist;
 
+use super::serve::{bind, edge_config, metrics_recorder, serve};
 use super::settings::Resolved;
 use super::token::expires_in;
 
@@ -23,57 +21,24 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
         Some(secret) => (secret, false),
         None => (dev_secret(&settings)?, true),
     };
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = metrics_recorder()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
 
     let worker = Persist::new(bus.clone(), store.clone(), "dev-worker").await?;
     tokio::spawn(async move {
-        if let Err(e) = worker.run().await {
+        if let Err(e) = worker.run(std::future::pending()).await {
             tracing::error!(error = %e, "persist worker stopped");
         }
     });
 
-    let config = EdgeConfig {
-        node_id: "dev".into(),
-        jwt_secret: secret.clone(),
-        cors_origins: settings.cors_origins.clone(),
-        limits: settings.limits.clone(),
-    };
-    let edge = Edge::start(config, bus, store, metrics).await?;
-    let listener = tokio::net::TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| format!("listening on {}", settings.http_addr))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let edge = Edge::start(edge_config(&settings, "dev", secret.clone()), bus, store, metrics).await?;
+    let (listener, url) = bind(&settings).await?;
     if generated {
         print_welcome(&url, &secret);
     }
     println!("switchboard dev ready on {url}");
-
-    let router = edge.router.clone();
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
-    let drain = async move {
-        shutdown_signal().await;
-        // Refuse new work and close every socket's transport, so clients
-        // reconnect (elsewhere, behind a balancer) and recover by offset.
-        edge.drain().await;
-        let _ = draining_tx.send(());
-    };
-    // Waits for in-flight HTTP requests (which wait for their commands'
-    // answers), for at most the drain timeout.
-    let serve = axum::serve(listener, router).with_graceful_shutdown(drain).into_future();
-    let deadline = async {
-        let _ = draining_rx.await;
-        tokio::time::sleep(settings.drain_timeout).await;
-    };
-    tokio::select! {
-        served = serve => served?,
-        _ = deadline => tracing::warn!("drain timed out; exiting with requests in flight"),
-    }
-    tracing::info!("drained; exiting");
-    Ok(())
+    serve(edge, listener, &settings).await
 }
 
 /// A secret kept in the data directory, so demo tokens survive restarts.
@@ -121,24 +86,4 @@ fn print_welcome(url: &str, secret: &str) {
          \nOr over HTTP:\n\
          \n  curl -H 'Authorization: Bearer {service}' {url}/api/v1/conversations\n"
     );
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down: draining");
 }

@@ -1,12 +1,20 @@
 //! The command line: one file per subcommand, and the settings every mode reads.
 //!
 //! - [`dev`]: everything in one process, on the in-process bus and SQLite.
+//! - [`edge`], [`worker`]: the processes of a scale-out cluster (NATS, PostgreSQL).
+//! - [`migrate`]: the PostgreSQL schema. [`tail`]: the bus, as JSON lines.
 //! - [`token`]: mints a token for a user, bot or service.
-//! - [`settings`]: flags, `SWITCHBOARD_*` environment and the TOML file, merged.
+//! - [`settings`]: flags, `SWITCHBOARD_*` environment and the TOML file, merged;
+//!   [`serve`]: serving and draining an edge.
 
 mod dev;
+mod edge;
+mod migrate;
+mod serve;
 mod settings;
+mod tail;
 mod token;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +29,17 @@ struct Cli {
 enum Command {
     /// Everything in one process: edge and workers, in-process bus, SQLite.
     Dev(settings::Settings),
+    /// An edge node: sockets and HTTP, on NATS and PostgreSQL.
+    Edge(settings::Settings),
+    /// A worker of a scale-out cluster.
+    Worker {
+        #[command(subcommand)]
+        kind: worker::WorkerKind,
+    },
+    /// Apply the PostgreSQL migrations and exit.
+    Migrate(settings::Settings),
+    /// Print what flows on the bus as JSON lines.
+    Tail(tail::TailArgs),
     /// Print a signed token (HS256 with the configured secret).
     Token(token::TokenArgs),
 }
@@ -37,6 +56,10 @@ pub fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Dev(settings) => runtime.block_on(dev::run(settings.resolve()?)),
+        Command::Edge(settings) => runtime.block_on(edge::run(settings.resolve()?)),
+        Command::Worker { kind } => runtime.block_on(worker::run(kind)),
+        Command::Migrate(settings) => runtime.block_on(migrate::run(settings.resolve()?)),
+        Command::Tail(args) => runtime.block_on(tail::run(args)),
         Command::Token(args) => token::run(args),
     }
 }

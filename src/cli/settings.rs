@@ -37,6 +37,12 @@ settings! {
     http_addr: SocketAddr = "SWITCHBOARD_HTTP_ADDR",
     /// Where `dev` keeps its SQLite file.
     data_dir: PathBuf = "SWITCHBOARD_DATA_DIR",
+    /// NATS server(s) of a scale-out cluster, comma-separated.
+    nats_url: String = "SWITCHBOARD_NATS_URL",
+    /// PostgreSQL of a scale-out cluster.
+    database_url: String = "SWITCHBOARD_DATABASE_URL",
+    /// This process's name on the bus; unique per process (default: role and a random suffix).
+    node_id: String = "SWITCHBOARD_NODE_ID",
     /// HS256 secret for user, bot and service tokens.
     jwt_secret: String = "SWITCHBOARD_JWT_SECRET",
     /// Allowed browser origins, comma-separated.
@@ -64,6 +70,9 @@ settings! {
 pub struct Resolved {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub nats_url: Option<String>,
+    pub database_url: Option<String>,
+    pub node_id: Option<String>,
     pub jwt_secret: Option<String>,
     pub cors_origins: Vec<String>,
     pub limits: Limits,
@@ -95,6 +104,9 @@ impl Settings {
         Ok(Resolved {
             http_addr: s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
             data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
+            nats_url: s.nats_url.filter(|u| !u.is_empty()),
+            database_url: s.database_url.filter(|u| !u.is_empty()),
+            node_id: s.node_id.filter(|n| !n.is_empty()),
             jwt_secret: s.jwt_secret.filter(|s| !s.is_empty()),
             cors_origins: s
                 .cors_origins
@@ -103,6 +115,31 @@ impl Settings {
             limits,
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
         })
+    }
+}
+
+impl Resolved {
+    pub fn require_nats(&self) -> anyhow::Result<&str> {
+        self.nats_url.as_deref().context("SWITCHBOARD_NATS_URL (or --nats-url) is required in scale-out mode")
+    }
+
+    pub fn require_database(&self) -> anyhow::Result<&str> {
+        self.database_url
+            .as_deref()
+            .context("SWITCHBOARD_DATABASE_URL (or --database-url) is required in scale-out mode")
+    }
+
+    pub fn require_secret(&self) -> anyhow::Result<String> {
+        self.jwt_secret
+            .clone()
+            .context("SWITCHBOARD_JWT_SECRET (or --jwt-secret) is required in scale-out mode")
+    }
+
+    /// This process's bus name: as configured, else the role and a random suffix.
+    pub fn node_id(&self, role: &str) -> String {
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
     }
 }
 

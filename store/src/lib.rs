@@ -2,11 +2,13 @@
 //!
 //! - [`Store`]: the one interface the workers write through and edges read from.
 //! - [`sqlite`]: the embedded store of `switchboard dev`.
+//! - [`postgres`]: the shared store of a deployment, written by many processes.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same
 //! transaction that stores it, from its conversation's `last_offset`, so
 //! offsets start at 1 and have no gaps whoever writes.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -16,6 +18,7 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -309,7 +309,8 @@ impl Store for SqliteStore {
              ORDER BY seq LIMIT $3"
         )))
         .bind(conversation_id)
-        .bind(after as i64)
+        // Beyond i64 nothing can follow; a cast would wrap to -1 and return everything.
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

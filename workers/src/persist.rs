@@ -9,16 +9,16 @@ use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::{Caller, reply};
 use switchboard_bus::{Bus, Delivery, DurableStream, Envelope};
-use switchboard_proto::model::{
-    Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Sender, Source, Timestamp,
-};
+use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
-use switchboard_store::{NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
+use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
 
 /// The durable consumer every persist process shares.
 pub const DURABLE: &str = "persist";
 /// How long a bot reply waits for an edge to say it reached a socket.
 const BOT_REPLY_WAIT: Duration = Duration::from_millis(150);
+/// The most commands stored in one transaction.
+const BATCH: usize = 128;
 /// Pause before a command that hit a transient failure is retried.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -31,7 +31,8 @@ pub struct Persist {
 /// What a command came to: the answer for its caller, and whether to retry.
 enum Outcome {
     Done(Box<pb::CommandResult>),
-    Retry(StoreError),
+    /// Transient (database or bus down): returned for redelivery.
+    Retry(String),
 }
 
 impl Persist {
@@ -40,19 +41,41 @@ impl Persist {
         Ok(Self { bus, store, caller })
     }
 
-    /// Consumes commands until the bus closes the consumer.
-    pub async fn run(self) -> switchboard_bus::Result<()> {
-        let mut commands = self.bus.consume(DurableStream::Commands, DURABLE).await?;
-        while let Some(delivery) = commands.next().await {
-            self.settle(delivery).await;
+    /// Consumes commands until the bus closes the consumer. Whatever is ready
+    /// is taken together, so messages are stored in batches, one transaction
+    /// each, in the order they came.
+    ///
+    /// When `stop` completes, the batch in hand is finished and nothing more taken.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
+        let mut batches = self.bus.consume(DurableStream::Commands, DURABLE).await?.ready_chunks(BATCH);
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let batch = tokio::select! {
+                batch = batches.next() => batch,
+                () = &mut stop => None,
+            };
+            let Some(batch) = batch else { break };
+            let mut sends = Vec::new();
+            for delivery in batch {
+                match decode(&delivery.envelope) {
+                    Some(command::Kind::SendMessage(send)) => sends.push((delivery, send)),
+                    other => {
+                        // Keeps order: earlier messages are stored before a later command runs.
+                        self.store_messages(std::mem::take(&mut sends)).await;
+                        let outcome = self.handle(other).await;
+                        self.settle(delivery, outcome).await;
+                    }
+                }
+            }
+            self.store_messages(sends).await;
         }
         Ok(())
     }
 
-    async fn settle(&self, delivery: Delivery) {
-        match self.handle(&delivery.envelope).await {
+    async fn settle(&self, delivery: Delivery, outcome: Outcome) {
+        match outcome {
             Outcome::Done(result) => {
-                if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(&result)).await {
+                if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(result.as_ref())).await {
                     tracing::warn!(error = %e, "command answer not sent");
                 }
                 if let Err(e) = delivery.ack().await {
@@ -69,48 +92,62 @@ impl Persist {
         }
     }
 
-    async fn handle(&self, envelope: &Envelope) -> Outcome {
-        let command = match pb::Command::decode(&envelope.payload[..]) {
-            Ok(pb::Command { kind: Some(kind) }) => kind,
-            _ => return refused("bad_request", "undecodable command"),
-        };
+    async fn handle(&self, command: Option<command::Kind>) -> Outcome {
         let outcome = match command {
-            command::Kind::SendMessage(send) => self.send_message(send).await,
-            command::Kind::CreateConversation(create) => self.create_conversation(create).await,
-            command::Kind::SetStatus(set) => self.set_status(set).await,
-            command::Kind::BotReply(bot) => self.bot_reply(bot).await,
-        };
-        match outcome {
-            Ok(result) => Outcome::Done(Box::new(result)),
-            Err(Failure::Refused(code, message)) => refused(code, &message),
-            Err(Failure::Store(StoreError::ConversationNotFound(id))) => {
-                refused("not_found", &format!("conversation {id} not found"))
+            Some(command::Kind::CreateConversation(create)) => self.create_conversation(create).await,
+            Some(command::Kind::SetStatus(set)) => self.set_status(set).await,
+            Some(command::Kind::BotReply(bot)) => self.bot_reply(bot).await,
+            Some(command::Kind::SendMessage(_)) | None => {
+                Err(Failure::Refused("bad_request", "undecodable command".into()))
             }
-            Err(Failure::Store(e)) => Outcome::Retry(e),
+        };
+        conclude(outcome)
+    }
+
+    /// Stores a run of messages in one transaction, then answers each.
+    async fn store_messages(&self, sends: Vec<(Delivery, pb::SendMessage)>) {
+        if sends.is_empty() {
+            return;
+        }
+        let mut valid = Vec::with_capacity(sends.len());
+        for (delivery, send) in sends {
+            match new_message(send) {
+                Ok(new) => valid.push((delivery, new)),
+                Err(refusal) => self.settle(delivery, conclude(Err(refusal))).await,
+            }
+        }
+        let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
+        match self.store.append_messages(&batch).await {
+            Ok(outcomes) => {
+                for ((delivery, _), appended) in valid.into_iter().zip(outcomes) {
+                    let outcome = match appended {
+                        Ok(appended) => self.announce_message(appended).await,
+                        Err(e) => Err(Failure::Store(e)),
+                    };
+                    self.settle(delivery, conclude(outcome)).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, messages = valid.len(), "message batch not stored; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                for (delivery, _) in valid {
+                    if let Err(e) = delivery.nak().await {
+                        tracing::warn!(error = %e, "command not returned; it will be redelivered");
+                    }
+                }
+            }
         }
     }
 
-    async fn send_message(&self, send: pb::SendMessage) -> Result<pb::CommandResult, Failure> {
-        let sender: Sender = send.sender.ok_or(Malformed("sender"))?.try_into()?;
-        let new = NewMessage {
-            id: send.message_id.parse().map_err(|_| Malformed("message id"))?,
-            conversation_id: send.conversation_id,
-            sender,
-            text: send.text,
-            client_msg_id: send.client_msg_id,
-            source: Source::parse(&send.source).ok_or(Malformed("source"))?,
-            created_at: Timestamp(send.created_at_ms),
-            create_for: send.create_for.map(Customer::from),
-        };
-        let appended = self.store.append_message(new).await?;
+    async fn announce_message(&self, appended: Appended) -> Result<pb::CommandResult, Failure> {
         if appended.conversation_created {
-            self.announce(Event::ConversationNew(appended.conversation.clone())).await;
+            self.announce(Event::ConversationNew(appended.conversation.clone())).await?;
         }
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
-        self.announce(Event::MessageNew(appended.message.clone())).await;
+        self.announce(Event::MessageNew(appended.message.clone())).await?;
         if appended.created {
-            self.announce(Event::ConversationUpdated(appended.conversation)).await;
+            self.announce(Event::ConversationUpdated(appended.conversation)).await?;
         }
         Ok(result(appended.created, command_result::Outcome::Message((&appended.message).into())))
     }
@@ -127,7 +164,7 @@ impl Persist {
         };
         let (conversation, created) = self.store.create_conversation(new).await?;
         if created {
-            self.announce(Event::ConversationNew(conversation.clone())).await;
+            self.announce(Event::ConversationNew(conversation.clone())).await?;
         }
         Ok(result(created, command_result::Outcome::Conversation((&conversation).into())))
     }
@@ -142,7 +179,7 @@ impl Persist {
             return Err(Failure::Refused("not_found", format!("message {id} not found")));
         };
         if change.changed {
-            self.announce(Event::MessageStatus(change.update.clone())).await;
+            self.announce(Event::MessageStatus(change.update.clone())).await?;
         }
         Ok(result(change.changed, command_result::Outcome::Status((&change.update).into())))
     }
@@ -178,17 +215,48 @@ impl Persist {
         Ok(result(true, command_result::Outcome::Delivered(delivered)))
     }
 
-    async fn announce(&self, event: Event) {
-        if let Err(e) = event.publish(self.bus.as_ref()).await {
-            // Stored already; edges fill the gap from the store when they notice.
-            tracing::warn!(error = %e, "event not published");
+    /// Events are part of handling a command: one that cannot be published
+    /// fails the command, which is redelivered and republishes (the store and
+    /// the events stream both deduplicate).
+    async fn announce(&self, event: Event) -> Result<(), Failure> {
+        event.publish(self.bus.as_ref()).await.map_err(Failure::Bus)
+    }
+}
+
+fn decode(envelope: &Envelope) -> Option<command::Kind> {
+    pb::Command::decode(&envelope.payload[..]).ok().and_then(|c| c.kind)
+}
+
+fn new_message(send: pb::SendMessage) -> Result<NewMessage, Failure> {
+    Ok(NewMessage {
+        id: send.message_id.parse().map_err(|_| Malformed("message id"))?,
+        conversation_id: send.conversation_id,
+        sender: send.sender.ok_or(Malformed("sender"))?.try_into()?,
+        text: send.text,
+        client_msg_id: send.client_msg_id,
+        source: Source::parse(&send.source).ok_or(Malformed("source"))?,
+        created_at: Timestamp(send.created_at_ms),
+        create_for: send.create_for.map(Customer::from),
+    })
+}
+
+/// A handler's result as the answer to its command, or a retry.
+fn conclude(outcome: Result<pb::CommandResult, Failure>) -> Outcome {
+    match outcome {
+        Ok(result) => Outcome::Done(Box::new(result)),
+        Err(Failure::Refused(code, message)) => refused(code, &message),
+        Err(Failure::Store(StoreError::ConversationNotFound(id))) => {
+            refused("not_found", &format!("conversation {id} not found"))
         }
+        Err(Failure::Store(e)) => Outcome::Retry(e.to_string()),
+        Err(Failure::Bus(e)) => Outcome::Retry(e.to_string()),
     }
 }
 
 enum Failure {
     Refused(&'static str, String),
     Store(StoreError),
+    Bus(switchboard_bus::BusError),
 }
 
 impl From<StoreError> for Failure {

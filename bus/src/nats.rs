@@ -1,0 +1,378 @@
+//! The bus on NATS: core subjects for ephemeral traffic, JetStream for what
+//! must not be lost. Written for nats-server 2.9 (Debian's), so it uses no
+//! later feature: 2.9 silently ignores multiple filter subjects and
+//! per-message TTLs instead of refusing them.
+//!
+//! The client reconnects by itself and resubscribes core subscriptions; a
+//! durable consumer is also re-created when the server lost it, so a server
+//! restart only delays deliveries.
+//!
+//! Where it differs from the in-memory bus:
+//! - `SB_COMMANDS` is a work queue, which takes one consumer name: every
+//!   worker process shares it, and consuming it under a second name fails.
+//! - A consumer process takes several messages ahead, so one it gives back
+//!   (`nak`) may come after newer ones.
+//! - A durable publish deduplicated by JetStream still reaches core
+//!   subscribers; only the stream drops it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::{AckKind, Acker as NatsAck, PublishMessage};
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use crate::{
+    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Headers, Result, Subscription,
+};
+
+/// JetStream's default, the same as the in-memory bus.
+const DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+/// Long enough for a late edge or an operator to replay a day of traffic.
+const EVENTS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a process that starts before NATS waits for it.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+/// A subscription is live only once the server confirmed it.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages a consumer process takes ahead: few, because their ack wait runs
+/// while they sit in its buffer, and others could handle them meanwhile.
+const PULL_BATCH: usize = 32;
+/// A pull request waits this long for messages before it is renewed.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// The server proves a waiting pull request still exists this often; missing
+/// beats mean the request (or the consumer) is gone and must be renewed.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Settings that differ between deployments (and tests).
+#[derive(Clone, Debug)]
+pub struct NatsOptions {
+    /// How long a delivered message may stay unacknowledged before it is
+    /// given to another consumer process. Every process of one durable must
+    /// agree: each that opens the consumer sets it for all.
+    pub ack_wait: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self { ack_wait: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Clone)]
+pub struct NatsBus {
+    client: Client,
+    jetstream: Context,
+    options: NatsOptions,
+}
+
+impl NatsBus {
+    /// Connects as `name` (shown in the server's connection list) and declares
+    /// every [`DurableStream`].
+    pub async fn connect(url: &str, name: &str) -> Result<Self> {
+        Self::connect_with(url, name, NatsOptions::default()).await
+    }
+
+    /// [`NatsBus::connect`] with settings other than the defaults.
+    pub async fn connect_with(url: &str, name: &str, options: NatsOptions) -> Result<Self> {
+        let client = connect_client(url, name).await?;
+        let jetstream = jetstream::new(client.clone());
+        for stream in DurableStream::ALL {
+            declare_stream(&jetstream, stream).await?;
+        }
+        Ok(Self { client, jetstream, options })
+    }
+
+    /// Returns once the stream stored the message (or found it a duplicate).
+    async fn store(
+        &self,
+        envelope: &Envelope,
+        msg_id: &str,
+        stream: DurableStream,
+    ) -> Result<(), PublishError> {
+        let message = PublishMessage::build()
+            .headers(header_map(&envelope.headers))
+            .message_id(msg_id)
+            .expected_stream(stream.name())
+            .payload(envelope.payload.clone());
+        self.jetstream.send_publish(envelope.subject.clone(), message).await?.await?;
+        Ok(())
+    }
+
+    /// Returns once the server handled everything sent before: a message to
+    /// ourselves comes back only then (`Client::flush` only empties our
+    /// socket buffer; it does not wait for the server).
+    async fn round_trip(&self) -> Result<()> {
+        let inbox = self.client.new_inbox();
+        let mut echo =
+            self.client.subscribe(inbox.clone()).await.map_err(|e| unavailable("no round trip", e))?;
+        self.client.publish(inbox, Bytes::new()).await.map_err(|e| unavailable("no round trip", e))?;
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(BusError::Unavailable("no answer from the NATS server".into())),
+        }
+    }
+
+    fn consumer_config(&self, durable: &str) -> pull::Config {
+        pull::Config {
+            durable_name: Some(durable.to_owned()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            ..Default::default()
+        }
+    }
+}
+
+/// Retries the first connection (the server may start after us); later
+/// reconnects are the client's own.
+async fn connect_client(url: &str, name: &str) -> Result<Client> {
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut backoff = Backoff::default();
+    loop {
+        match ConnectOptions::new().name(name).connect(url).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, url, "NATS not reachable yet; retrying");
+                backoff.wait().await;
+            }
+            Err(e) => return Err(unavailable(format!("cannot connect to NATS at {url}"), e)),
+        }
+    }
+}
+
+fn stream_config(stream: DurableStream) -> stream::Config {
+    with_declared_settings(stream, stream::Config::default())
+}
+
+/// `config` with what we declare for `stream` put over it, so settings an
+/// operator added on the server survive and only ours are enforced.
+fn with_declared_settings(stream: DurableStream, mut config: stream::Config) -> stream::Config {
+    config.name = stream.name().to_owned();
+    config.subjects = stream.subjects().iter().map(|s| (*s).to_owned()).collect();
+    config.storage = StorageType::File;
+    config.duplicate_window = DEDUPE_WINDOW;
+    if stream.is_work_queue() {
+        config.retention = RetentionPolicy::WorkQueue;
+    } else {
+        config.retention = RetentionPolicy::Limits;
+        config.max_age = EVENTS_MAX_AGE;
+    }
+    config
+}
+
+/// Creates the stream, or brings an existing one to our settings; safe to run
+/// from every process at every start.
+async fn declare_stream(jetstream: &Context, stream: DurableStream) -> Result<()> {
+    let created = jetstream
+        .get_or_create_stream(stream_config(stream))
+        .await
+        .map_err(|e| unavailable(format!("cannot create stream {}", stream.name()), e))?;
+    let current = created.cached_info().config.clone();
+    let wanted = with_declared_settings(stream, current.clone());
+    if wanted != current {
+        tracing::info!(stream = stream.name(), "updating the stream's settings");
+        jetstream
+            .update_stream(&wanted)
+            .await
+            .map_err(|e| unavailable(format!("cannot update stream {}", stream.name()), e))?;
+    }
+    Ok(())
+}
+
+fn unavailable(what: impl std::fmt::Display, cause: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("{what}: {cause}"))
+}
+
+fn header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.iter() {
+        // A line break would end the header early on the wire and let the
+        // rest pose as another header (a forged Nats-Msg-Id, say).
+        map.insert(name, value.replace(['\r', '\n'], " "));
+    }
+    map
+}
+
+fn envelope(message: async_nats::Message) -> Envelope {
+    let mut headers = Headers::default();
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        for value in values {
+            headers.insert(name.as_ref(), value.as_str());
+        }
+    }
+    Envelope { subject: message.subject.to_string(), headers, payload: message.payload }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, envelope: Envelope) -> Result<()> {
+        self.client
+            .publish_with_headers(envelope.subject, header_map(&envelope.headers), envelope.payload)
+            .await
+            .map_err(|e| unavailable("publish failed", e))
+    }
+
+    async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()> {
+        let stream = DurableStream::holding(&envelope.subject)
+            .ok_or_else(|| BusError::NoStream(envelope.subject.clone()))?;
+        match self.store(&envelope, msg_id, stream).await {
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                // A server that restarted without its storage has no streams
+                // until someone declares them again.
+                declare_stream(&self.jetstream, stream).await?;
+                self.store(&envelope, msg_id, stream).await
+            }
+            stored => stored,
+        }
+        .map_err(|e| unavailable("durable publish not stored", e))
+    }
+
+    async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        let subscriber = self
+            .client
+            .subscribe(pattern.to_owned())
+            .await
+            .map_err(|e| unavailable("subscribe failed", e))?;
+        // Without it, a publish from another connection right after this
+        // returns could reach the server before the subscription.
+        self.round_trip().await?;
+        Ok(Subscription::new(subscriber.map(envelope)))
+    }
+
+    async fn consume(&self, stream: DurableStream, durable: &str) -> Result<Consumer> {
+        let mut puller = Puller {
+            jetstream: self.jetstream.clone(),
+            stream,
+            config: self.consumer_config(durable),
+            messages: None,
+            backoff: Backoff::default(),
+        };
+        // Opened now so a misconfiguration fails the caller, and so the
+        // consumer exists before this returns.
+        puller.messages = Some(puller.open().await?);
+        Ok(Consumer::new(futures_util::stream::unfold(puller, |mut puller| async move {
+            let delivery = puller.next().await;
+            Some((delivery, puller))
+        })))
+    }
+
+    async fn is_ready(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+/// One process's share of a durable pull consumer, kept flowing across
+/// reconnects: a consumer stream that ended or failed is opened again (and
+/// the consumer re-created, should the server have lost it).
+struct Puller {
+    jetstream: Context,
+    stream: DurableStream,
+    config: pull::Config,
+    messages: Option<pull::Stream>,
+    backoff: Backoff,
+}
+
+impl Puller {
+    async fn next(&mut self) -> Delivery {
+        loop {
+            match self.next_message().await {
+                Ok(message) => {
+                    self.backoff = Backoff::default();
+                    return delivery(message);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        stream = self.stream.name(),
+                        durable = self.config.durable_name.as_deref(),
+                        "durable consumer interrupted; reopening"
+                    );
+                    self.messages = None;
+                    self.backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> Result<jetstream::Message> {
+        let messages = match &mut self.messages {
+            Some(messages) => messages,
+            None => self.messages.insert(self.open().await?),
+        };
+        match messages.next().await {
+            Some(Ok(message)) => Ok(message),
+            Some(Err(e)) => Err(unavailable("consumer failed", e)),
+            None => Err(BusError::Unavailable("consumer ended".into())),
+        }
+    }
+
+    async fn open(&self) -> Result<pull::Stream> {
+        let name = self.stream.name();
+        // Creating is idempotent with the same settings, and puts back a
+        // consumer (or a stream) the server no longer has.
+        let consumer = match self.jetstream.create_consumer_on_stream(self.config.clone(), name).await {
+            Ok(consumer) => consumer,
+            Err(_) => {
+                declare_stream(&self.jetstream, self.stream).await?;
+                self.jetstream
+                    .create_consumer_on_stream(self.config.clone(), name)
+                    .await
+                    .map_err(|e| unavailable(format!("cannot create a consumer on {name}"), e))?
+            }
+        };
+        consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| unavailable(format!("cannot pull from {name}"), e))
+    }
+}
+
+fn delivery(message: jetstream::Message) -> Delivery {
+    let (message, ack) = message.split();
+    Delivery::new(envelope(message), Box::new(NatsAcker(ack)))
+}
+
+struct NatsAcker(NatsAck);
+
+#[async_trait]
+impl Acker for NatsAcker {
+    /// Waits for the server's confirmation, so `Ok` means the message is
+    /// settled and will not come back.
+    async fn ack(self: Box<Self>) -> Result<()> {
+        self.0.double_ack().await.map_err(|e| unavailable("ack failed", e))
+    }
+
+    async fn nak(self: Box<Self>) -> Result<()> {
+        self.0.double_ack_with(AckKind::Nak(None)).await.map_err(|e| unavailable("nak failed", e))
+    }
+}
+
+/// Doubling pauses between retries, so a long outage costs little.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: BACKOFF_FIRST }
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# A whole Switchboard cluster on one machine, without containers: nats-server
+# with JetStream, PostgreSQL, edges and persist workers, all logs in one folder.
+#
+#   deploy/cluster.sh up DIR             start it; DIR/cluster.env tells where everything is
+#   deploy/cluster.sh restart-nats DIR   stop NATS and start it again (same port, same store)
+#   deploy/cluster.sh down DIR           stop everything `up` started and remove what it made
+#
+# Knobs (environment):
+#   EDGES=2 WORKERS=2                    how many of each
+#   SWITCHBOARD_BIN                      the binary (default target/release/switchboard, else target/debug)
+#   SWITCHBOARD_JWT_SECRET               token secret (default: a random one, written to cluster.env)
+#   SWITCHBOARD_DATABASE_URL             use this database instead of starting PostgreSQL
+#   SWITCHBOARD_NATS_URL                 use this NATS instead of starting nats-server
+#
+# DIR/cluster.env holds shell assignments: NATS_URL, DATABASE_URL, SECRET,
+# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID (i from 1), and what `down` needs.
+# Logs: DIR/logs/edge<i>.log, DIR/logs/worker<i>.log, and NATS's and PostgreSQL's own.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=deploy/lib/nats.sh
+source "$HERE/lib/nats.sh"
+# shellcheck source=deploy/lib/postgres.sh
+source "$HERE/lib/postgres.sh"
+
+usage() {
+  sed -n '2,9p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+binary() {
+  local bin="${SWITCHBOARD_BIN:-}"
+  if [[ -z "$bin" ]]; then
+    bin="$ROOT/target/release/switchboard"
+    [[ -x "$bin" ]] || bin="$ROOT/target/debug/switchboard"
+  fi
+  [[ -x "$bin" ]] || {
+    echo "cluster: no switchboard binary at $bin: run cargo build --release" >&2
+    exit 1
+  }
+  echo "$bin"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+record() {
+  printf '%s=%q\n' "$1" "$2" >>"$DIR/cluster.env"
+}
+
+# spawn NAME ARGS...: a switchboard process in the background, logging to DIR/logs/NAME.log.
+spawn() {
+  local name="$1"
+  shift
+  SWITCHBOARD_NATS_URL="$NATS_URL" SWITCHBOARD_DATABASE_URL="$DATABASE_URL" \
+    SWITCHBOARD_JWT_SECRET="$SECRET" SWITCHBOARD_NODE_ID="$name" \
+    "$BIN" "$@" >>"$DIR/logs/$name.log" 2>&1 &
+  echo $!
+}
+
+# await_line PID LOG TEXT: until the process printed TEXT (bounded); fails if it died.
+await_line() {
+  local pid="$1" log="$2" text="$3" tick
+  for ((tick = 0; tick < 300; tick++)); do
+    grep -q "$text" "$log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || {
+      echo "cluster: process $pid exited at start; $log:" >&2
+      tail -n 30 "$log" >&2
+      return 1
+    }
+    sleep 0.1
+  done
+  echo "cluster: no '$text' in $log within 30 s" >&2
+  return 1
+}
+
+up() {
+  mkdir -p "$DIR/logs"
+  : >"$DIR/cluster.env"
+  BIN="$(binary)"
+  SECRET="${SWITCHBOARD_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
+  record SECRET "$SECRET"
+  if [[ -n "${SWITCHBOARD_NATS_URL:-}" ]]; then
+    NATS_URL="$SWITCHBOARD_NATS_URL"
+  else
+    RUN_TMP="$DIR" nats_start
+    NATS_URL="$SWITCHBOARD_TEST_NATS_URL"
+    record NATS_PID "$NATS_PID"
+    record NATS_PORT "$NATS_PORT"
+    record NATS_DIR "$NATS_DIR"
+  fi
+  record NATS_URL "$NATS_URL"
+  if [[ -n "${SWITCHBOARD_DATABASE_URL:-}" ]]; then
+    DATABASE_URL="$SWITCHBOARD_DATABASE_URL"
+  else
+    TMPDIR="$DIR" pg_start
+    DATABASE_URL="$SWITCHBOARD_TEST_DATABASE_URL"
+    record PG_TMP_DIR "$PG_TMP_DIR"
+    record PG_PORT "$PG_PORT"
+  fi
+  record DATABASE_URL "$DATABASE_URL"
+  # Migrate once up front, so processes do not race to create the schema.
+  SWITCHBOARD_DATABASE_URL="$DATABASE_URL" "$BIN" migrate >>"$DIR/logs/migrate.log" 2>&1
+  local i pid port
+  for ((i = 1; i <= ${WORKERS:-2}; i++)); do
+    pid=$(spawn "worker$i" worker persist)
+    record "WORKER${i}_PID" "$pid"
+    await_line "$pid" "$DIR/logs/worker$i.log" "ready"
+  done
+  for ((i = 1; i <= ${EDGES:-2}; i++)); do
+    port=$(free_port)
+    pid=$(SWITCHBOARD_HTTP_ADDR="127.0.0.1:$port" spawn "edge$i" edge)
+    record "EDGE${i}_PID" "$pid"
+    record "EDGE${i}_URL" "http://127.0.0.1:$port"
+    await_line "$pid" "$DIR/logs/edge$i.log" "ready on"
+  done
+  echo "cluster up: $DIR/cluster.env"
+}
+
+restart_nats() {
+  # shellcheck source=/dev/null
+  source "$DIR/cluster.env"
+  [[ -n "${NATS_DIR:-}" ]] || {
+    echo "cluster: NATS was not started by this script" >&2
+    exit 1
+  }
+  nats_restart
+  sed -i "s/^NATS_PID=.*/NATS_PID=$NATS_PID/" "$DIR/cluster.env"
+}
+
+down() {
+  [[ -f "$DIR/cluster.env" ]] || return 0
+  # shellcheck source=/dev/null
+  source "$DIR/cluster.env"
+  local var pid
+  for var in $(compgen -v | grep -E '^(EDGE|WORKER)[0-9]+_PID$'); do
+    pid="${!var}"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  local tick
+  for var in $(compgen -v | grep -E '^(EDGE|WORKER)[0-9]+_PID$'); do
+    pid="${!var}"
+    # Draining is bounded by the processes' own timeout; this bounds it again.
+    for ((tick = 0; tick < 200; tick++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  [[ -n "${NATS_DIR:-}" ]] && nats_stop
+  [[ -n "${PG_TMP_DIR:-}" ]] && pg_stop
+  rm -f "$DIR/cluster.env"
+}
+
+[[ $# -eq 2 ]] || usage
+DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
+case "$1" in
+  up) up ;;
+  restart-nats) restart_nats ;;
+  down) down ;;
+  *) usage ;;
+esac

@@ -1,0 +1,444 @@
+//! The shared store: one PostgreSQL database written by many workers in many processes.
+//!
+//! Appends serialise per conversation on the conversation's row lock, so offsets stay
+//! gap-free and duplicate checks stay exact however many processes write.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Row};
+use switchboard_proto::model::{
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, Sender, Source,
+    StatusUpdate, Timestamp,
+};
+use uuid::Uuid;
+
+use crate::{
+    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Result, StatusChange, Store,
+    StoreError,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Per process: the server's connection limit is shared by every worker and edge.
+const MAX_CONNECTIONS: u32 = 16;
+
+// Macros rather than consts so that `concat!` keeps every query a static string.
+macro_rules! message_columns {
+    () => {
+        "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at"
+    };
+}
+
+macro_rules! conversation_select {
+    () => {
+        "SELECT c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
+         c.assignee, c.created_at, c.updated_at, \
+         m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
+         m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
+         m.source AS m_source, m.created_at AS m_created_at \
+         FROM conversations c \
+         LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset "
+    };
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url.parse()?).await
+    }
+
+    /// Connects and migrates; safe to run from many processes at once, as the
+    /// migrator takes an advisory lock.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` in a transaction, committed when it succeeds and rolled back
+    /// at once when it fails: a dropped transaction is only rolled back when its
+    /// connection is next used, and would hold its row locks until then.
+    async fn write<T>(&self, work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
+        let mut tx = self.pool.begin().await?;
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The work's error says what went wrong; a failed rollback only
+                // means the connection is gone, which ends the transaction too.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn parse<T>(value: &str, parse: fn(&str) -> Option<T>, column: &'static str) -> Result<T> {
+    parse(value).ok_or(StoreError::Corrupt(column))
+}
+
+fn to_time(at: Timestamp) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(at.0).ok_or_else(|| {
+        StoreError::Database(sqlx::Error::Encode(format!("timestamp {} ms is out of range", at.0).into()))
+    })
+}
+
+fn from_time(at: DateTime<Utc>) -> Timestamp {
+    Timestamp(at.timestamp_millis())
+}
+
+fn offset_from(seq: i64) -> Result<u64> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt("messages.seq"))
+}
+
+fn message_from_row(row: &PgRow, prefix: &str, conversation_id: &str) -> Result<Message> {
+    let col = |name: &str| format!("{prefix}{name}");
+    Ok(Message {
+        id: row.try_get(col("id").as_str())?,
+        conversation_id: conversation_id.to_owned(),
+        offset: offset_from(row.try_get(col("seq").as_str())?)?,
+        sender: Sender {
+            id: row.try_get(col("sender_id").as_str())?,
+            role: parse(row.try_get(col("sender_role").as_str())?, Role::parse, "messages.sender_role")?,
+            name: row.try_get(col("sender_name").as_str())?,
+        },
+        text: row.try_get(col("text").as_str())?,
+        client_msg_id: row.try_get(col("client_msg_id").as_str())?,
+        source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
+        created_at: from_time(row.try_get(col("created_at").as_str())?),
+    })
+}
+
+/// For rows that carry their own `conversation_id` column.
+fn located_message_from_row(row: &PgRow) -> Result<Message> {
+    let conversation_id: &str = row.try_get("conversation_id")?;
+    message_from_row(row, "", conversation_id)
+}
+
+fn conversation_from_row(row: &PgRow) -> Result<Conversation> {
+    let id: String = row.try_get("id")?;
+    let last_id: Option<Uuid> = row.try_get("m_id")?;
+    let last_message = match last_id {
+        Some(_) => Some(message_from_row(row, "m_", &id)?),
+        None => None,
+    };
+    Ok(Conversation {
+        channel: parse(row.try_get("channel")?, Channel::parse, "conversations.channel")?,
+        status: parse(row.try_get("status")?, ConversationStatus::parse, "conversations.status")?,
+        customer: Customer {
+            id: row.try_get("customer_id")?,
+            name: row.try_get("customer_name")?,
+            phone: row.try_get("customer_phone")?,
+        },
+        assignee: row.try_get("assignee")?,
+        last_message,
+        created_at: from_time(row.try_get("created_at")?),
+        updated_at: from_time(row.try_get("updated_at")?),
+        id,
+    })
+}
+
+fn bot_reply_from_row(row: &PgRow) -> Result<QueuedBotReply> {
+    Ok(QueuedBotReply {
+        id: row.try_get("id")?,
+        phone: row.try_get("phone")?,
+        text: row.try_get("text")?,
+        at: from_time(row.try_get("created_at")?),
+    })
+}
+
+async fn insert_conversation(conn: &mut PgConnection, new: &NewConversation) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
+         created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.id)
+    .bind(new.channel.as_str())
+    .bind(&new.customer.id)
+    .bind(&new.customer.name)
+    .bind(&new.customer.phone)
+    .bind(to_time(new.at)?)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+async fn conversation_in(conn: &mut PgConnection, id: &str) -> Result<Option<Conversation>> {
+    let row =
+        sqlx::query(concat!(conversation_select!(), "WHERE c.id = $1")).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(conversation_from_row).transpose()
+}
+
+/// Creates the conversation when the message asks for it; true when it did.
+async fn create_for_message(conn: &mut PgConnection, new: &NewMessage) -> Result<bool> {
+    let Some(customer) = &new.create_for else { return Ok(false) };
+    let conversation = NewConversation {
+        id: new.conversation_id.clone(),
+        channel: Channel::Web,
+        customer: customer.clone(),
+        at: new.created_at,
+    };
+    insert_conversation(conn, &conversation).await
+}
+
+/// Locks the conversation's row until the transaction ends and returns its
+/// `last_offset`, or `None` when the conversation does not exist.
+async fn lock_conversation(conn: &mut PgConnection, id: &str) -> Result<Option<i64>> {
+    let last_offset = sqlx::query_scalar("SELECT last_offset FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(last_offset)
+}
+
+async fn stored_duplicate(conn: &mut PgConnection, new: &NewMessage) -> Result<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT conversation_id, ",
+        message_columns!(),
+        " FROM messages WHERE id = $1 OR \
+         (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4) LIMIT 1"
+    ))
+    .bind(new.id)
+    .bind(&new.conversation_id)
+    .bind(&new.sender.id)
+    .bind(&new.client_msg_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(located_message_from_row).transpose()
+}
+
+async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) -> Result<()> {
+    let at = to_time(new.created_at)?;
+    sqlx::query("UPDATE conversations SET last_offset = $2, updated_at = $3 WHERE id = $1")
+        .bind(&new.conversation_id)
+        .bind(offset)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+         client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&new.conversation_id)
+    .bind(offset)
+    .bind(new.id)
+    .bind(&new.sender.id)
+    .bind(new.sender.role.as_str())
+    .bind(&new.sender.name)
+    .bind(&new.text)
+    .bind(&new.client_msg_id)
+    .bind(new.source.as_str())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn append_in(conn: &mut PgConnection, new: &NewMessage) -> Result<Appended> {
+    let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
+    let conversation_created = create_for_message(conn, new).await?;
+    // The lock comes before the duplicate check: a concurrent writer of the same
+    // message (a redelivery in another process) has then either committed, and
+    // is seen below, or waits for us. Checking first would let both insert.
+    let last_offset = lock_conversation(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+    let duplicate = stored_duplicate(conn, new).await?;
+    let created = duplicate.is_none();
+    if created {
+        insert_message(conn, new, last_offset + 1).await?;
+    }
+    let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+    let message = match duplicate {
+        Some(message) => message,
+        None => conversation.last_message.clone().ok_or(StoreError::Corrupt("messages"))?,
+    };
+    Ok(Appended { message, created, conversation, conversation_created })
+}
+
+async fn set_status_in(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+    status: DeliveryStatus,
+    at: Timestamp,
+) -> Result<Option<StatusChange>> {
+    // Locked, so that two concurrent updates cannot both read the old status and
+    // the later writer move it backwards (`delivered` over `read`).
+    let row = sqlx::query(
+        "SELECT conversation_id, status, COALESCE(status_at, created_at) AS since FROM messages \
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let conversation_id: String = row.try_get("conversation_id")?;
+    let current = parse(row.try_get("status")?, DeliveryStatus::parse, "messages.status")?;
+    if !status.advances(current) {
+        let timestamp = from_time(row.try_get("since")?);
+        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp };
+        return Ok(Some(StatusChange { update, changed: false }));
+    }
+    sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
+        .bind(message_id)
+        .bind(status.as_str())
+        .bind(to_time(at)?)
+        .execute(conn)
+        .await?;
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at };
+    Ok(Some(StatusChange { update, changed: true }))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)> {
+        self.write(async |conn| {
+            let created = insert_conversation(conn, &new).await?;
+            let conversation = conversation_in(conn, &new.id).await?;
+            Ok((conversation.ok_or_else(|| StoreError::ConversationNotFound(new.id.clone()))?, created))
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
+        let mut conn = self.pool.acquire().await?;
+        conversation_in(&mut conn, id).await
+    }
+
+    async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
+        let rows = sqlx::query(concat!(
+            conversation_select!(),
+            "WHERE ($1::text IS NULL OR c.channel = $1) AND ($2::text IS NULL OR c.customer_phone = $2) \
+             AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR c.customer_id = $4) \
+             ORDER BY c.updated_at DESC, c.id LIMIT $5"
+        ))
+        .bind(filter.channel.map(Channel::as_str))
+        .bind(&filter.phone)
+        .bind(filter.status.map(ConversationStatus::as_str))
+        .bind(&filter.customer_id)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        self.write(async |conn| append_in(conn, &new).await).await
+    }
+
+    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+        self.write(async |conn| {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for new in batch {
+                match append_in(conn, new).await {
+                    Err(StoreError::ConversationNotFound(id)) => {
+                        outcomes.push(Err(StoreError::ConversationNotFound(id)))
+                    }
+                    other => outcomes.push(Ok(other?)),
+                }
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(conversation_id)
+        // Beyond i64 nothing can follow; a cast would wrap to -1 and return everything.
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| message_from_row(r, "", conversation_id)).collect()
+    }
+
+    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(conversation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().rev().map(|r| message_from_row(r, "", conversation_id)).collect()
+    }
+
+    async fn message(&self, id: Uuid) -> Result<Option<Message>> {
+        let row = sqlx::query(concat!(
+            "SELECT conversation_id, ",
+            message_columns!(),
+            " FROM messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(located_message_from_row).transpose()
+    }
+
+    async fn set_status(
+        &self,
+        message_id: Uuid,
+        status: DeliveryStatus,
+        at: Timestamp,
+    ) -> Result<Option<StatusChange>> {
+        self.write(async |conn| set_status_in(conn, message_id, status, at).await).await
+    }
+
+    async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO bot_replies (id, phone, text, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&reply.id)
+        .bind(&reply.phone)
+        .bind(&reply.text)
+        .bind(to_time(reply.at)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>> {
+        // One statement: concurrent takers each get a row at most once.
+        let rows =
+            sqlx::query("DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at")
+                .bind(phone)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut replies = rows.iter().map(bot_reply_from_row).collect::<Result<Vec<_>>>()?;
+        // RETURNING has no order of its own.
+        replies.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(replies)
+    }
+
+    async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! The store's promises, checked against every backend: gap-free offsets,
+//! idempotent appends, statuses that only move forward, and a bot-reply queue
+//! that hands each reply out once.
+//!
+//! A backend's test file calls [`behaviour_tests!`] with its `run` function:
+//! an `async fn run<F>(behaviour: impl FnOnce(Db) -> F)` that gives the
+//! behaviour a fresh database and cleans up after it (see [`run_then`]).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use switchboard_proto::model::{Channel, Customer, DeliveryStatus, Role, Sender, Timestamp};
+use switchboard_store::{
+    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Store, StoreError,
+};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// Declares one test per behaviour below, each run by `$run`.
+macro_rules! behaviour_tests {
+    ($run:path) => {
+        behaviour_tests!(
+            @each $run;
+            offsets_start_at_one_and_have_no_gaps_under_concurrent_writers,
+            a_retry_with_the_same_client_msg_id_stores_nothing_new,
+            a_redelivered_command_with_the_same_message_id_stores_nothing_new,
+            concurrent_redeliveries_store_each_message_once,
+            concurrent_retries_with_the_same_client_msg_id_store_one_message,
+            recovery_returns_exactly_what_came_after_an_offset,
+            a_message_reads_back_as_it_was_stored,
+            appending_to_a_missing_conversation_fails_unless_asked_to_create_it,
+            statuses_never_move_backwards,
+            concurrent_status_updates_never_move_backwards,
+            the_inbox_lists_most_recently_active_first_and_filters,
+            creating_an_existing_conversation_returns_it_unchanged,
+            each_queued_bot_reply_is_taken_once,
+            concurrent_takers_get_each_bot_reply_once,
+            a_failed_write_does_not_keep_the_database_locked,
+            a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
+        );
+    };
+    (@each $run:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $run($crate::common::$name).await
+            }
+        )+
+    };
+}
+
+/// A fresh, empty database seen through two stores. Where the backend allows,
+/// each has its own connections, as two processes would.
+pub struct Db {
+    pub store: Arc<dyn Store>,
+    pub other: Arc<dyn Store>,
+}
+
+impl Db {
+    fn both(&self) -> [Arc<dyn Store>; 2] {
+        [self.store.clone(), self.other.clone()]
+    }
+}
+
+/// Runs `behaviour` in its own task, then `cleanup` even when the behaviour
+/// panicked, then passes the panic on.
+pub async fn run_then(
+    behaviour: impl Future<Output = ()> + Send + 'static,
+    cleanup: impl Future<Output = ()>,
+) {
+    let outcome = tokio::spawn(behaviour).await;
+    cleanup.await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn customer(id: &str) -> Customer {
+    Customer { id: id.into(), name: format!("Customer {id}"), phone: Some("5215550001".into()) }
+}
+
+fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: Uuid::now_v7(),
+        conversation_id: conversation.into(),
+        sender: Sender { id: "agent-1".into(), role: Role::Agent, name: "Ana".into() },
+        text: text.into(),
+        client_msg_id: client_msg_id.map(Into::into),
+        source: Role::Agent.source(),
+        created_at: Timestamp::now(),
+        create_for: None,
+    }
+}
+
+async fn create(store: &dyn Store, id: &str) {
+    let new = NewConversation {
+        id: id.into(),
+        channel: Channel::Web,
+        customer: customer("cust-1"),
+        at: Timestamp::now(),
+    };
+    store.create_conversation(new).await.unwrap();
+}
+
+async fn texts_after(store: &dyn Store, conversation: &str, after: u64) -> Vec<String> {
+    store.messages_after(conversation, after, 1000).await.unwrap().into_iter().map(|m| m.text).collect()
+}
+
+/// Sends every attempt at once, alternating between the two stores, and
+/// returns the outcomes.
+async fn append_concurrently(db: &Db, attempts: Vec<NewMessage>) -> Vec<Appended> {
+    let mut tasks = JoinSet::new();
+    for (store, new) in db.both().into_iter().cycle().zip(attempts) {
+        tasks.spawn(async move { store.append_message(new).await.unwrap() });
+    }
+    tasks.join_all().await
+}
+
+/// Checks that `outcomes` (grouped by `key`) created exactly one message per
+/// key and that every attempt got that message back.
+fn assert_stored_once<K: Eq + std::hash::Hash + std::fmt::Debug>(
+    outcomes: &[Appended],
+    key: impl Fn(&Appended) -> K,
+) {
+    let mut by_key: HashMap<K, Vec<&Appended>> = HashMap::new();
+    for outcome in outcomes {
+        by_key.entry(key(outcome)).or_default().push(outcome);
+    }
+    for (key, group) in by_key {
+        assert_eq!(group.iter().filter(|a| a.created).count(), 1, "created more than once: {key:?}");
+        assert!(group.iter().all(|a| a.message == group[0].message), "different messages for {key:?}");
+    }
+}
+
+pub async fn offsets_start_at_one_and_have_no_gaps_under_concurrent_writers(db: Db) {
+    const WRITERS: usize = 8;
+    const PER_WRITER: usize = 50;
+    create(&*db.store, "c1").await;
+    let mut writers = JoinSet::new();
+    for (w, store) in db.both().into_iter().cycle().take(WRITERS).enumerate() {
+        writers.spawn(async move {
+            let mut offsets = Vec::with_capacity(PER_WRITER);
+            for i in 0..PER_WRITER {
+                let new = new_message("c1", &format!("{w}-{i}"), None);
+                offsets.push(store.append_message(new).await.unwrap().message.offset);
+            }
+            offsets
+        });
+    }
+    for offsets in writers.join_all().await {
+        assert!(offsets.is_sorted(), "one writer's messages out of order: {offsets:?}");
+    }
+    let all = db.store.messages_after("c1", 0, 1000).await.unwrap();
+    let offsets: Vec<u64> = all.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, (1..=(WRITERS * PER_WRITER) as u64).collect::<Vec<u64>>());
+    let texts: HashSet<&str> = all.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.len(), WRITERS * PER_WRITER);
+    let conversation = db.other.conversation("c1").await.unwrap().unwrap();
+    assert_eq!(conversation.last_message.unwrap().offset, (WRITERS * PER_WRITER) as u64);
+}
+
+pub async fn a_retry_with_the_same_client_msg_id_stores_nothing_new(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let first = store.append_message(new_message("c1", "hello", Some("k1"))).await.unwrap();
+    let retry = store.append_message(new_message("c1", "hello", Some("k1"))).await.unwrap();
+    assert!(first.created);
+    assert!(!retry.created);
+    assert_eq!(retry.message, first.message);
+    assert_eq!(store.messages_after("c1", 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn a_redelivered_command_with_the_same_message_id_stores_nothing_new(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let new = new_message("c1", "hello", None);
+    store.append_message(new.clone()).await.unwrap();
+    let again = store.append_message(new).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.message.offset, 1);
+    assert_eq!(store.messages_after("c1", 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_redeliveries_store_each_message_once(db: Db) {
+    const MESSAGES: u64 = 50;
+    const DELIVERIES: usize = 4;
+    create(&*db.store, "c1").await;
+    let messages: Vec<NewMessage> =
+        (0..MESSAGES).map(|i| new_message("c1", &format!("m{i}"), None)).collect();
+    let attempts = messages.iter().flat_map(|m| std::iter::repeat_n(m.clone(), DELIVERIES)).collect();
+    let outcomes = append_concurrently(&db, attempts).await;
+    assert_stored_once(&outcomes, |a| a.message.id);
+    let stored = db.store.messages_after("c1", 0, 1000).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.offset).collect::<Vec<_>>(), (1..=MESSAGES).collect::<Vec<_>>());
+    let ids: HashSet<Uuid> = stored.iter().map(|m| m.id).collect();
+    assert_eq!(ids, messages.iter().map(|m| m.id).collect());
+}
+
+pub async fn concurrent_retries_with_the_same_client_msg_id_store_one_message(db: Db) {
+    const KEYS: usize = 20;
+    const RETRIES: usize = 4;
+    create(&*db.store, "c1").await;
+    // Each retry is a new command, so it comes with a new message id.
+    let attempts = (0..KEYS * RETRIES)
+        .map(|i| {
+            let key = format!("k{}", i % KEYS);
+            new_message("c1", &key, Some(&key))
+        })
+        .collect();
+    let outcomes = append_concurrently(&db, attempts).await;
+    assert_stored_once(&outcomes, |a| a.message.client_msg_id.clone());
+    assert_eq!(db.store.messages_after("c1", 0, 1000).await.unwrap().len(), KEYS);
+}
+
+pub async fn recovery_returns_exactly_what_came_after_an_offset(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    for i in 1..=10 {
+        store.append_message(new_message("c1", &format!("m{i}"), None)).await.unwrap();
+    }
+    assert_eq!(texts_after(&*store, "c1", 7).await, ["m8", "m9", "m10"]);
+    assert!(texts_after(&*store, "c1", u64::MAX).await.is_empty());
+    let page = store.latest_messages("c1", 3).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.offset).collect::<Vec<_>>(), [8, 9, 10]);
+}
+
+pub async fn a_message_reads_back_as_it_was_stored(db: Db) {
+    create(&*db.store, "c1").await;
+    let mut new = new_message("c1", "hello", Some("k1"));
+    new.created_at = Timestamp(1_700_000_000_123);
+    let stored = db.store.append_message(new.clone()).await.unwrap().message;
+    let read = db.other.message(new.id).await.unwrap().unwrap();
+    assert_eq!(read, stored);
+    assert_eq!(read.conversation_id, "c1");
+    assert_eq!((read.text.as_str(), read.client_msg_id.as_deref()), ("hello", Some("k1")));
+    assert_eq!((read.sender, read.source, read.created_at), (new.sender, new.source, new.created_at));
+    let conversation = db.other.conversation("c1").await.unwrap().unwrap();
+    assert_eq!(conversation.updated_at, new.created_at);
+    assert!(db.other.message(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+pub async fn appending_to_a_missing_conversation_fails_unless_asked_to_create_it(db: Db) {
+    let store = db.store;
+    let err = store.append_message(new_message("nope", "x", None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::ConversationNotFound(_)));
+    let mut new = new_message("fresh", "x", None);
+    new.create_for = Some(customer("cust-9"));
+    let appended = store.append_message(new).await.unwrap();
+    assert!(appended.conversation_created);
+    assert_eq!(appended.conversation.customer.id, "cust-9");
+    assert_eq!(appended.conversation.last_message.unwrap().offset, 1);
+}
+
+pub async fn statuses_never_move_backwards(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let m = store.append_message(new_message("c1", "x", None)).await.unwrap().message;
+    let read = store.set_status(m.id, DeliveryStatus::Read, Timestamp(10)).await.unwrap().unwrap();
+    assert!(read.changed);
+    let late = store.set_status(m.id, DeliveryStatus::Delivered, Timestamp(20)).await.unwrap().unwrap();
+    assert!(!late.changed);
+    assert_eq!(late.update.status, DeliveryStatus::Read);
+    assert_eq!(late.update.timestamp, Timestamp(10));
+    assert!(store.set_status(Uuid::now_v7(), DeliveryStatus::Read, Timestamp(1)).await.unwrap().is_none());
+}
+
+pub async fn concurrent_status_updates_never_move_backwards(db: Db) {
+    const MESSAGES: usize = 30;
+    create(&*db.store, "c1").await;
+    let mut ids = Vec::with_capacity(MESSAGES);
+    for i in 0..MESSAGES {
+        ids.push(
+            db.store.append_message(new_message("c1", &format!("m{i}"), None)).await.unwrap().message.id,
+        );
+    }
+    let mut updates = JoinSet::new();
+    for &id in &ids {
+        for (store, status) in db.both().into_iter().zip([DeliveryStatus::Delivered, DeliveryStatus::Read]) {
+            updates
+                .spawn(async move { store.set_status(id, status, Timestamp::now()).await.unwrap().unwrap() });
+        }
+    }
+    let changes = updates.join_all().await;
+    for &id in &ids {
+        let read =
+            changes.iter().find(|c| c.update.message_id == id && c.update.status == DeliveryStatus::Read);
+        assert!(read.is_some_and(|c| c.changed), "read was not recorded for {id}");
+        let again =
+            db.store.set_status(id, DeliveryStatus::Delivered, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!(again.update.status, DeliveryStatus::Read, "{id} moved backwards");
+    }
+}
+
+pub async fn the_inbox_lists_most_recently_active_first_and_filters(db: Db) {
+    let store = db.store;
+    for (id, at) in [("old", 1), ("new", 2)] {
+        let new = NewConversation {
+            id: id.into(),
+            channel: Channel::Web,
+            customer: customer(id),
+            at: Timestamp(at),
+        };
+        store.create_conversation(new).await.unwrap();
+    }
+    let wa = NewConversation {
+        id: "wa".into(),
+        channel: Channel::Whatsapp,
+        customer: Customer { id: "w".into(), name: "W".into(), phone: Some("4915111".into()) },
+        at: Timestamp(0),
+    };
+    store.create_conversation(wa).await.unwrap();
+    store.append_message(new_message("old", "bump", None)).await.unwrap();
+    let all = store.list_conversations(&InboxFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["old", "new", "wa"]);
+    assert_eq!(all[0].last_message.as_ref().unwrap().text, "bump");
+    let by_phone = InboxFilter { phone: Some("4915111".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.list_conversations(&by_phone).await.unwrap().len(), 1);
+    let web = InboxFilter { channel: Some(Channel::Web), limit: 1, ..Default::default() };
+    assert_eq!(store.list_conversations(&web).await.unwrap().len(), 1);
+}
+
+pub async fn creating_an_existing_conversation_returns_it_unchanged(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let again = NewConversation {
+        id: "c1".into(),
+        channel: Channel::Whatsapp,
+        customer: customer("x"),
+        at: Timestamp(5),
+    };
+    let (conversation, created) = store.create_conversation(again).await.unwrap();
+    assert!(!created);
+    assert_eq!(conversation.channel, Channel::Web);
+}
+
+pub async fn each_queued_bot_reply_is_taken_once(db: Db) {
+    let store = db.store;
+    for (id, at) in [("b2", 2), ("b1", 1)] {
+        let reply = QueuedBotReply { id: id.into(), phone: "521".into(), text: id.into(), at: Timestamp(at) };
+        store.queue_bot_reply(reply).await.unwrap();
+    }
+    let taken = store.take_bot_replies("521").await.unwrap();
+    assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b1", "b2"]);
+    assert!(store.take_bot_replies("521").await.unwrap().is_empty());
+    assert!(!store.remove_bot_reply("b1").await.unwrap());
+}
+
+pub async fn concurrent_takers_get_each_bot_reply_once(db: Db) {
+    const REPLIES: usize = 40;
+    for i in 0..REPLIES {
+        let reply = QueuedBotReply {
+            id: format!("b{i}"),
+            phone: "521".into(),
+            text: "hi".into(),
+            at: Timestamp(i as i64),
+        };
+        db.store.queue_bot_reply(reply).await.unwrap();
+    }
+    let mut takers = JoinSet::new();
+    for store in db.both().into_iter().cycle().take(4) {
+        takers.spawn(async move { store.take_bot_replies("521").await.unwrap() });
+    }
+    let taken: Vec<String> = takers.join_all().await.into_iter().flatten().map(|r| r.id).collect();
+    assert_eq!(taken.len(), REPLIES);
+    assert_eq!(taken.iter().collect::<HashSet<_>>().len(), REPLIES);
+}
+
+pub async fn a_failed_write_does_not_keep_the_database_locked(db: Db) {
+    let store = db.store;
+    for _ in 0..3 {
+        let err = store.append_message(new_message("missing", "x", None)).await.unwrap_err();
+        assert!(matches!(err, StoreError::ConversationNotFound(_)));
+    }
+    // A lock left behind would make this wait for the lock timeout and fail.
+    let write = async {
+        create(&*store, "c1").await;
+        store.append_message(new_message("c1", "after", None)).await.unwrap()
+    };
+    let appended =
+        tokio::time::timeout(std::time::Duration::from_secs(2), write).await.expect("database still locked");
+    assert_eq!(appended.message.offset, 1);
+}
+
+pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let batch = vec![
+        new_message("c1", "one", None),
+        new_message("missing", "lost", None),
+        new_message("c1", "two", Some("k")),
+        new_message("c1", "two again", Some("k")),
+    ];
+    let outcomes = store.append_messages(&batch).await.unwrap();
+    assert_eq!(outcomes[0].as_ref().unwrap().message.offset, 1);
+    assert!(matches!(outcomes[1], Err(StoreError::ConversationNotFound(_))));
+    assert_eq!(outcomes[2].as_ref().unwrap().message.offset, 2);
+    assert!(!outcomes[3].as_ref().unwrap().created);
+    assert_eq!(texts_after(&*store, "c1", 0).await, ["one", "two"]);
+}

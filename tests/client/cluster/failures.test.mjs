@@ -1,0 +1,75 @@
+// Failures on real NATS and PostgreSQL: a persist worker killed mid-burst,
+// and NATS restarted during traffic.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { startCluster } from "../lib/cluster.mjs";
+import { closeAll } from "../lib/sio.mjs";
+import { burst, createConversation, publish, range, stored, watcher } from "./common.mjs";
+
+let cluster;
+before(async () => {
+  cluster = await startCluster({ edges: 2, workers: 2 });
+});
+after(async () => {
+  closeAll();
+  await cluster?.stop();
+});
+
+async function ready(edge, patience = 30_000) {
+  const deadline = Date.now() + patience;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${edge.url}/readyz`).catch(() => null);
+    if (res?.status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${edge.name} not ready again within ${patience} ms`);
+}
+
+describe("failures", () => {
+  it("kill -9 of one of two persist workers mid-burst: exactly N rows, no duplicate, no gap", async () => {
+    const N = 2000;
+    const [a, b] = cluster.edges;
+    const id = await createConversation(cluster, a);
+    const w = await watcher(cluster, b, id);
+    let done = 0;
+    let killed;
+    const producers = [a, b].map((edge, p) =>
+      burst(N / 2, 8, async (i) => {
+        const m = await publish(cluster, edge, id, `p${p} #${i}`, `k${p}-${i}`);
+        if (++done === N / 4) killed = cluster.kill("worker1", "SIGKILL");
+        return m;
+      }),
+    );
+    await Promise.all(producers);
+    await killed;
+    await w.until(N);
+    assert.deepEqual(w.offsets, range(N));
+    assert.deepEqual(stored(cluster, id), { rows: N, ids: N, min: 1, max: N });
+  });
+
+  it("NATS restarted during traffic: edges and workers recover by themselves and nothing durable is lost", async () => {
+    const M = 300;
+    const [a, b] = cluster.edges;
+    const id = await createConversation(cluster, a);
+    const watchers = [await watcher(cluster, a, id), await watcher(cluster, b, id)];
+    let done = 0;
+    let restarted;
+    const sent = await burst(M, 4, async (i) => {
+      const m = await publish(cluster, i % 2 ? b : a, id, `#${i}`, `n-${i}`);
+      if (++done === M / 3) restarted = cluster.restartNats();
+      return m;
+    });
+    await restarted;
+    await Promise.all([ready(a), ready(b)]);
+    assert.equal(new Set(sent.map((m) => m.id)).size, M);
+    // One more after the restart proves the whole path is back.
+    const last = await publish(cluster, b, id, "after the restart");
+    assert.equal(last.offset, M + 1);
+    for (const w of watchers) {
+      await w.until(M + 1);
+      assert.deepEqual(w.offsets, range(M + 1));
+    }
+    assert.deepEqual(stored(cluster, id), { rows: M + 1, ids: M + 1, min: 1, max: M + 1 });
+  });
+});
