@@ -79,6 +79,8 @@ await_line() {
 
 up() {
   mkdir -p "$DIR/logs"
+  # PostgreSQL runs as its own OS user and keeps its files in here.
+  chmod 755 "$DIR"
   : >"$DIR/cluster.env"
   BIN="$(binary)"
   SECRET="${SWITCHBOARD_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::{Caller, reply};
@@ -119,12 +122,28 @@ impl Persist {
         let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
         match self.store.append_messages(&batch).await {
             Ok(outcomes) => {
-                for ((delivery, _), appended) in valid.into_iter().zip(outcomes) {
+                // An inbox needs each conversation's newest state, once per batch.
+                let mut updated = HashMap::new();
+                for appended in outcomes.iter().flatten().filter(|a| a.created) {
+                    updated.insert(appended.conversation.id.clone(), appended.conversation.clone());
+                }
+                // Concurrently, so the bus pipelines the publishes and acks.
+                join_all(valid.into_iter().zip(outcomes).map(|((delivery, _), appended)| async move {
                     let outcome = match appended {
                         Ok(appended) => self.announce_message(appended).await,
                         Err(e) => Err(Failure::Store(e)),
                     };
                     self.settle(delivery, conclude(outcome)).await;
+                }))
+                .await;
+                // Advisory: a lost update is corrected by the next one.
+                for outcome in
+                    join_all(updated.into_values().map(|c| self.announce(Event::ConversationUpdated(c))))
+                        .await
+                {
+                    if let Err(Failure::Bus(e)) = outcome {
+                        tracing::warn!(error = %e, "inbox update not published");
+                    }
                 }
             }
             Err(e) => {
@@ -146,9 +165,6 @@ impl Persist {
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
         self.announce(Event::MessageNew(appended.message.clone())).await?;
-        if appended.created {
-            self.announce(Event::ConversationUpdated(appended.conversation)).await?;
-        }
         Ok(result(appended.created, command_result::Outcome::Message((&appended.message).into())))
     }
 

@@ -2,22 +2,16 @@
 // concurrent producers, and a client moving to another edge.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { startCluster } from "../lib/cluster.mjs";
-import { closeAll, connect, join, once } from "../lib/sio.mjs";
+import { describe, it } from "node:test";
+import { useCluster } from "../lib/cluster.mjs";
+import { connect, join, once } from "../lib/sio.mjs";
 import { burst, createConversation, publish, range, stored, watcher } from "./common.mjs";
 
-let cluster;
-before(async () => {
-  cluster = await startCluster({ edges: 2, workers: 2 });
-});
-after(async () => {
-  closeAll();
-  await cluster?.stop();
-});
+const ctx = useCluster({ edges: 2, workers: 2 });
 
 describe("across edges", () => {
   it("a message sent on one edge reaches a client on the other, both ways", async () => {
+    const { cluster } = ctx;
     const [a, b] = cluster.edges;
     const id = await createConversation(cluster, a);
     const onA = await connect(a.url, { token: cluster.agentToken() });
@@ -35,6 +29,7 @@ describe("across edges", () => {
   });
 
   it("two producers on two edges, 2000 messages: each edge's watcher sees offsets 1..2000 in order, once", async () => {
+    const { cluster } = ctx;
     const N = 2000;
     const [a, b] = cluster.edges;
     const id = await createConversation(cluster, a);
@@ -54,6 +49,7 @@ describe("across edges", () => {
   });
 
   it("a client whose edge dies resumes on the other with since_offset and gets exactly what it missed", async () => {
+    const { cluster } = ctx;
     const [a, b] = cluster.edges;
     const id = await createConversation(cluster, b);
     const client = await watcher(cluster, a, id);

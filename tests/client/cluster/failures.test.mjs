@@ -2,19 +2,11 @@
 // and NATS restarted during traffic.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import { startCluster } from "../lib/cluster.mjs";
-import { closeAll } from "../lib/sio.mjs";
+import { describe, it } from "node:test";
+import { useCluster } from "../lib/cluster.mjs";
 import { burst, createConversation, publish, range, stored, watcher } from "./common.mjs";
 
-let cluster;
-before(async () => {
-  cluster = await startCluster({ edges: 2, workers: 2 });
-});
-after(async () => {
-  closeAll();
-  await cluster?.stop();
-});
+const ctx = useCluster({ edges: 2, workers: 2 });
 
 async function ready(edge, patience = 30_000) {
   const deadline = Date.now() + patience;
@@ -28,6 +20,7 @@ async function ready(edge, patience = 30_000) {
 
 describe("failures", () => {
   it("kill -9 of one of two persist workers mid-burst: exactly N rows, no duplicate, no gap", async () => {
+    const { cluster } = ctx;
     const N = 2000;
     const [a, b] = cluster.edges;
     const id = await createConversation(cluster, a);
@@ -49,6 +42,7 @@ describe("failures", () => {
   });
 
   it("NATS restarted during traffic: edges and workers recover by themselves and nothing durable is lost", async () => {
+    const { cluster } = ctx;
     const M = 300;
     const [a, b] = cluster.edges;
     const id = await createConversation(cluster, a);

@@ -12,8 +12,10 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { promisify } from "node:util";
 import { REPO_ROOT, binaryPath, nowSecs, signJwt } from "./server.mjs";
+import { closeAll } from "./sio.mjs";
 
 const run = promisify(execFile);
 const SCRIPT = join(REPO_ROOT, "deploy", "cluster.sh");
@@ -156,4 +158,17 @@ function readLog(dir, name) {
   } catch {
     return "(none)";
   }
+}
+
+/** One cluster for a test file's tests: started before them, stopped after. */
+export function useCluster(options) {
+  const ctx = { cluster: null };
+  before(async () => {
+    ctx.cluster = await startCluster(options);
+  });
+  after(async () => {
+    closeAll();
+    await ctx.cluster?.stop();
+  });
+  return ctx;
 }
