@@ -69,7 +69,7 @@ impl DurableStream {
 
     pub fn subjects(self) -> &'static [&'static str] {
         match self {
-            DurableStream::Commands => &[subjects::COMMANDS],
+            DurableStream::Commands => &[subjects::COMMANDS, subjects::WA_IN, subjects::WA_OUT],
             DurableStream::Events => {
                 &[subjects::CONV_MSG_ALL, subjects::CONV_STATUS_ALL, subjects::INBOX_ALL]
             }
@@ -108,9 +108,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()>;
     /// Everything published on subjects matching `pattern` (`*` and `>` wildcards).
     async fn subscribe(&self, pattern: &str) -> Result<Subscription>;
-    /// A durable consumer named `durable`, shared by every process that names it:
-    /// each stored message goes to one of them until it is acknowledged.
-    async fn consume(&self, stream: DurableStream, durable: &str) -> Result<Consumer>;
+    /// A durable consumer named `durable` of the stream's subjects matching
+    /// `filter` (empty: all of them), shared by every process that names it: each stored message
+    /// goes to one of them until it is acknowledged. On a work queue, the
+    /// filters of different consumers must not overlap.
+    async fn consume(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<Consumer>;
     /// Whether the bus can take publishes now.
     async fn is_ready(&self) -> bool;
 }

@@ -66,7 +66,8 @@ impl Dedupe {
     }
 }
 
-/// A stream's stored messages, shared by all consumers (work-queue retention).
+/// A stream's stored messages, shared by all consumers (work-queue retention);
+/// each consumer takes the oldest that matches its filter.
 #[derive(Default)]
 struct WorkQueue {
     items: Mutex<VecDeque<Envelope>>,
@@ -76,20 +77,25 @@ struct WorkQueue {
 impl WorkQueue {
     fn push_back(&self, envelope: Envelope) {
         self.items.lock().expect("queue lock").push_back(envelope);
-        self.ready.notify_one();
+        // Every waiter looks: the one whose filter matches takes it.
+        self.ready.notify_waiters();
     }
 
     /// Redelivered first, so a retried command keeps its place.
     fn push_front(&self, envelope: Envelope) {
         self.items.lock().expect("queue lock").push_front(envelope);
-        self.ready.notify_one();
+        self.ready.notify_waiters();
     }
 
-    async fn pop(&self) -> Envelope {
+    async fn pop(&self, filter: &str) -> Envelope {
         loop {
             let notified = self.ready.notified();
-            if let Some(envelope) = self.items.lock().expect("queue lock").pop_front() {
-                return envelope;
+            {
+                let mut items = self.items.lock().expect("queue lock");
+                if let Some(at) = items.iter().position(|e| filter.is_empty() || matches(filter, &e.subject))
+                {
+                    return items.remove(at).expect("position is in range");
+                }
             }
             notified.await;
         }
@@ -204,12 +210,13 @@ impl Bus for MemoryBus {
         })))
     }
 
-    async fn consume(&self, stream: DurableStream, _durable: &str) -> Result<Consumer> {
+    async fn consume(&self, stream: DurableStream, _durable: &str, filter: &str) -> Result<Consumer> {
         let queue = self.queue(stream);
-        Ok(Consumer::new(futures_util::stream::unfold(queue, |queue| async move {
-            let envelope = queue.pop().await;
+        let filter = filter.to_owned();
+        Ok(Consumer::new(futures_util::stream::unfold((queue, filter), |(queue, filter)| async move {
+            let envelope = queue.pop(&filter).await;
             let acker = Box::new(QueueAcker { queue: queue.clone(), envelope: envelope.clone() });
-            Some((Delivery::new(envelope, acker), queue))
+            Some((Delivery::new(envelope, acker), (queue, filter)))
         })))
     }
 

@@ -120,9 +120,10 @@ impl NatsBus {
         }
     }
 
-    fn consumer_config(&self, durable: &str) -> pull::Config {
+    fn consumer_config(&self, durable: &str, filter: &str) -> pull::Config {
         pull::Config {
             durable_name: Some(durable.to_owned()),
+            filter_subject: filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.options.ack_wait,
@@ -247,11 +248,11 @@ impl Bus for NatsBus {
         Ok(Subscription::new(subscriber.map(envelope)))
     }
 
-    async fn consume(&self, stream: DurableStream, durable: &str) -> Result<Consumer> {
+    async fn consume(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<Consumer> {
         let mut puller = Puller {
             jetstream: self.jetstream.clone(),
             stream,
-            config: self.consumer_config(durable),
+            config: self.consumer_config(durable, filter),
             messages: None,
             backoff: Backoff::default(),
         };

@@ -1,12 +1,18 @@
 //! Subject names, in one place. Ids are sanitised so a conversation id can
 //! never inject a wildcard or an extra token into a subject.
 
-/// Commands for the workers (durable).
+/// Commands for the workers (durable); each kind of worker takes its own share.
 pub const COMMANDS: &str = "sb.cmd.>";
-pub const CMD_SEND_MESSAGE: &str = "sb.cmd.send_message";
-pub const CMD_CREATE_CONVERSATION: &str = "sb.cmd.create_conversation";
-pub const CMD_SET_STATUS: &str = "sb.cmd.set_status";
-pub const CMD_BOT_REPLY: &str = "sb.cmd.bot_reply";
+/// The persist worker's share.
+pub const CHAT_COMMANDS: &str = "sb.cmd.chat.>";
+pub const CMD_SEND_MESSAGE: &str = "sb.cmd.chat.send_message";
+pub const CMD_CREATE_CONVERSATION: &str = "sb.cmd.chat.create_conversation";
+pub const CMD_SET_STATUS: &str = "sb.cmd.chat.set_status";
+pub const CMD_BOT_REPLY: &str = "sb.cmd.chat.bot_reply";
+/// WhatsApp webhook bodies, as received (durable).
+pub const WA_IN: &str = "sb.wa.in";
+/// Messages to send through the Graph API (durable).
+pub const WA_OUT: &str = "sb.wa.out";
 
 /// Conversation created, for every agent inbox.
 pub const INBOX_NEW: &str = "sb.inbox.new";

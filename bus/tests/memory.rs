@@ -4,7 +4,9 @@ mod common;
 
 use std::sync::Arc;
 
-use switchboard_bus::{Bus, DurableStream, Envelope, MemoryBus};
+use futures_util::StreamExt;
+
+use switchboard_bus::{Bus, DurableStream, Envelope, MemoryBus, subjects};
 
 fn bus() -> Arc<dyn Bus> {
     Arc::new(MemoryBus::new())
@@ -38,7 +40,7 @@ async fn a_nak_redelivers() {
 #[tokio::test]
 async fn a_nak_redelivers_before_newer_messages() {
     let bus = MemoryBus::new();
-    let mut consumer = bus.consume(DurableStream::Commands, "persist").await.unwrap();
+    let mut consumer = bus.consume(DurableStream::Commands, "persist", subjects::COMMANDS).await.unwrap();
     bus.publish_durable(Envelope::new("sb.cmd.x", "first"), "1").await.unwrap();
     bus.publish_durable(Envelope::new("sb.cmd.x", "second"), "2").await.unwrap();
     common::next(&mut consumer).await.nak().await.unwrap();
@@ -64,4 +66,18 @@ async fn a_call_gets_the_answer_to_its_own_command() {
 #[tokio::test]
 async fn a_call_nobody_answers_times_out() {
     common::a_call_nobody_answers_times_out(bus()).await;
+}
+
+#[tokio::test]
+async fn each_consumer_takes_only_the_commands_its_filter_matches() {
+    let bus = MemoryBus::new();
+    bus.publish_durable(Envelope::new(subjects::WA_OUT, "send"), "1").await.unwrap();
+    bus.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, "store"), "2").await.unwrap();
+    let mut chat = bus.consume(DurableStream::Commands, "persist", subjects::CHAT_COMMANDS).await.unwrap();
+    let mut whatsapp = bus.consume(DurableStream::Commands, "whatsapp-out", subjects::WA_OUT).await.unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    let stored = tokio::time::timeout(wait, chat.next()).await.unwrap().unwrap();
+    let sent = tokio::time::timeout(wait, whatsapp.next()).await.unwrap().unwrap();
+    assert_eq!(stored.envelope.payload, "store");
+    assert_eq!(sent.envelope.payload, "send");
 }

@@ -125,12 +125,12 @@ async fn an_unacknowledged_command_goes_to_another_process() {
     let quick = NatsOptions { ack_wait: Duration::from_secs(1) };
     let (first, second) = (connect_with("first", quick.clone()).await, connect_with("second", quick).await);
     let durable = unique("worker");
-    let mut taken = first.consume(DurableStream::Commands, &durable).await.unwrap();
+    let mut taken = first.consume(DurableStream::Commands, &durable, subjects::COMMANDS).await.unwrap();
     first.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, "work"), &unique("id")).await.unwrap();
     assert_eq!(next(&mut taken).await.envelope.payload, "work");
     // The first process dies with the command unacknowledged.
     drop((taken, first));
-    let mut survivor = second.consume(DurableStream::Commands, &durable).await.unwrap();
+    let mut survivor = second.consume(DurableStream::Commands, &durable, subjects::COMMANDS).await.unwrap();
     let again = next(&mut survivor).await;
     assert_eq!(again.envelope.payload, "work");
     again.ack().await.unwrap();
@@ -159,7 +159,7 @@ async fn a_duplicate_from_another_process_is_stored_once() {
 /// The stored events on `subject`, up to one whose body is `end`, read by a
 /// new durable consumer (which also walks past other tests' events).
 async fn replay(bus: &dyn Bus, subject: &str) -> Vec<String> {
-    let mut events = bus.consume(DurableStream::Events, &unique("replay")).await.unwrap();
+    let mut events = bus.consume(DurableStream::Events, &unique("replay"), "").await.unwrap();
     let mut bodies = Vec::new();
     while bodies.last().is_none_or(|b| b != "end") {
         let delivery = next(&mut events).await;

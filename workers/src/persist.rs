@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::{Caller, reply};
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope};
+use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, subjects};
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
@@ -50,7 +50,8 @@ impl Persist {
     ///
     /// When `stop` completes, the batch in hand is finished and nothing more taken.
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let mut batches = self.bus.consume(DurableStream::Commands, DURABLE).await?.ready_chunks(BATCH);
+        let commands = self.bus.consume(DurableStream::Commands, DURABLE, subjects::CHAT_COMMANDS).await?;
+        let mut batches = commands.ready_chunks(BATCH);
         let mut stop = std::pin::pin!(stop);
         loop {
             let batch = tokio::select! {

@@ -61,8 +61,8 @@ pub async fn durable_publish_is_deduplicated_and_shared_between_consumers(
     for (id, body) in [(&m1, "one"), (&m1, "one again"), (&m2, "two")] {
         first.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, body), id).await.unwrap();
     }
-    let a = first.consume(DurableStream::Commands, durable).await.unwrap();
-    let b = second.consume(DurableStream::Commands, durable).await.unwrap();
+    let a = first.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
+    let b = second.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
     // Which consumer gets which message is the server's choice.
     let mut both = futures_util::stream::select(a, b);
     let (x, y) = (next(&mut both).await, next(&mut both).await);
@@ -75,7 +75,7 @@ pub async fn durable_publish_is_deduplicated_and_shared_between_consumers(
 }
 
 pub async fn a_nak_redelivers(bus: Arc<dyn Bus>, durable: &str) {
-    let mut consumer = bus.consume(DurableStream::Commands, durable).await.unwrap();
+    let mut consumer = bus.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
     bus.publish_durable(Envelope::new(subjects::CMD_SET_STATUS, "again"), &unique("id")).await.unwrap();
     next(&mut consumer).await.nak().await.unwrap();
     let redelivered = next(&mut consumer).await;
@@ -103,7 +103,7 @@ pub async fn durable_events_reach_core_subscribers(bus: Arc<dyn Bus>) {
 
 pub async fn a_call_gets_the_answer_to_its_own_command(bus: Arc<dyn Bus>, durable: &str) {
     let caller = Caller::start(bus.clone(), &unique("edge"), WAIT).await.unwrap();
-    let mut work = bus.consume(DurableStream::Commands, durable).await.unwrap();
+    let mut work = bus.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
     let worker_bus = bus.clone();
     let worker = tokio::spawn(async move {
         while let Some(d) = work.next().await {
