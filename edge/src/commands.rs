@@ -111,7 +111,13 @@ impl Commands {
 
     /// Hands a bot reply over; answers how many sockets got it (0: queued).
     pub async fn bot_reply(&self, phone: String, text: String) -> Result<u32, ApiError> {
-        let reply = pb::BotReply { id: Uuid::now_v7().to_string(), phone, text, at_ms: Timestamp::now().0 };
+        let reply = pb::BotReply {
+            id: Uuid::now_v7().to_string(),
+            phone,
+            text,
+            at_ms: Timestamp::now().0,
+            expires_at_ms: 0,
+        };
         let envelope =
             Envelope::new(subjects::CMD_BOT_REPLY, encode(&command(command::Kind::BotReply(reply))));
         match self.call(envelope).await?.outcome {

@@ -25,7 +25,7 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
 
-    let worker = Persist::new(bus.clone(), store.clone(), "dev-worker").await?;
+    let worker = Persist::new(bus.clone(), store.clone(), "dev-worker", settings.bot_reply_ttl).await?;
     tokio::spawn(async move {
         if let Err(e) = worker.run(std::future::pending()).await {
             tracing::error!(error = %e, "persist worker stopped");

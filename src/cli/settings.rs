@@ -61,6 +61,8 @@ settings! {
     typing_ttl_ms: u64 = "SWITCHBOARD_TYPING_TTL_MS",
     /// Packets queued per socket before a client that stopped reading is dropped.
     outbound_buffer: usize = "SWITCHBOARD_OUTBOUND_BUFFER",
+    /// Seconds a bot reply waits for its user to connect before it is dropped.
+    bot_reply_ttl_s: u64 = "SWITCHBOARD_BOT_REPLY_TTL_S",
     /// Seconds SIGTERM waits for in-flight work before exiting.
     drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
 }
@@ -77,6 +79,7 @@ pub struct Resolved {
     pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub drain_timeout: Duration,
+    pub bot_reply_ttl: Duration,
 }
 
 impl Settings {
@@ -114,6 +117,7 @@ impl Settings {
                 .unwrap_or_default(),
             limits,
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
+            bot_reply_ttl: Duration::from_secs(s.bot_reply_ttl_s.unwrap_or(7 * 24 * 3600)),
         })
     }
 }

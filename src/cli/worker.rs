@@ -26,7 +26,7 @@ async fn persist(settings: Resolved) -> anyhow::Result<()> {
     let node = settings.node_id("persist");
     let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(settings.require_nats()?, &node).await?);
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(settings.require_database()?).await?);
-    let worker = Persist::new(bus, store, &node).await?;
+    let worker = Persist::new(bus, store, &node, settings.bot_reply_ttl).await?;
     println!("switchboard worker persist {node} ready");
     // SIGTERM: the batch in hand is finished and acknowledged, nothing more is taken.
     worker.run(shutdown_signal()).await?;

@@ -88,6 +88,8 @@ pub struct QueuedBotReply {
     pub phone: String,
     pub text: String,
     pub at: Timestamp,
+    /// Not delivered after this; dropped when next looked at.
+    pub expires_at: Timestamp,
 }
 
 #[async_trait]
@@ -117,8 +119,9 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> Result<Option<StatusChange>>;
     async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()>;
-    /// Removes and returns the replies queued for a phone, oldest first.
-    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>>;
+    /// Removes the replies queued for a phone and returns those not expired
+    /// at `now`, oldest first.
+    async fn take_bot_replies(&self, phone: &str, now: Timestamp) -> Result<Vec<QueuedBotReply>>;
     /// True when this call removed it (it was still queued).
     async fn remove_bot_reply(&self, id: &str) -> Result<bool>;
     /// Whether the database answers.

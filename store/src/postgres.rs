@@ -160,6 +160,7 @@ fn bot_reply_from_row(row: &PgRow) -> Result<QueuedBotReply> {
         phone: row.try_get("phone")?,
         text: row.try_get("text")?,
         at: from_time(row.try_get("created_at")?),
+        expires_at: from_time(row.try_get("expires_at")?),
     })
 }
 
@@ -407,26 +408,29 @@ impl Store for PgStore {
 
     async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()> {
         sqlx::query(
-            "INSERT INTO bot_replies (id, phone, text, created_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO bot_replies (id, phone, text, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&reply.id)
         .bind(&reply.phone)
         .bind(&reply.text)
         .bind(to_time(reply.at)?)
+        .bind(to_time(reply.expires_at)?)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>> {
+    async fn take_bot_replies(&self, phone: &str, now: Timestamp) -> Result<Vec<QueuedBotReply>> {
         // One statement: concurrent takers each get a row at most once.
-        let rows =
-            sqlx::query("DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at")
-                .bind(phone)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at, expires_at",
+        )
+        .bind(phone)
+        .fetch_all(&self.pool)
+        .await?;
         let mut replies = rows.iter().map(bot_reply_from_row).collect::<Result<Vec<_>>>()?;
+        replies.retain(|r| r.expires_at > now);
         // RETURNING has no order of its own.
         replies.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
         Ok(replies)

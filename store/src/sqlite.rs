@@ -353,24 +353,26 @@ impl Store for SqliteStore {
 
     async fn queue_bot_reply(&self, reply: QueuedBotReply) -> Result<()> {
         sqlx::query(
-            "INSERT INTO bot_replies (id, phone, text, created_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO bot_replies (id, phone, text, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&reply.id)
         .bind(&reply.phone)
         .bind(&reply.text)
         .bind(reply.at.0)
+        .bind(reply.expires_at.0)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    async fn take_bot_replies(&self, phone: &str) -> Result<Vec<QueuedBotReply>> {
-        let rows =
-            sqlx::query("DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at")
-                .bind(phone)
-                .fetch_all(&self.pool)
-                .await?;
+    async fn take_bot_replies(&self, phone: &str, now: Timestamp) -> Result<Vec<QueuedBotReply>> {
+        let rows = sqlx::query(
+            "DELETE FROM bot_replies WHERE phone = $1 RETURNING id, phone, text, created_at, expires_at",
+        )
+        .bind(phone)
+        .fetch_all(&self.pool)
+        .await?;
         let mut replies = rows
             .iter()
             .map(|r| {
@@ -379,9 +381,11 @@ impl Store for SqliteStore {
                     phone: r.try_get("phone")?,
                     text: r.try_get("text")?,
                     at: Timestamp(r.try_get("created_at")?),
+                    expires_at: Timestamp(r.try_get("expires_at")?),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        replies.retain(|r| r.expires_at > now);
         replies.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
         Ok(replies)
     }

@@ -29,6 +29,7 @@ pub struct Persist {
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     caller: Caller,
+    bot_reply_ttl: Duration,
 }
 
 /// What a command came to: the answer for its caller, and whether to retry.
@@ -39,9 +40,16 @@ enum Outcome {
 }
 
 impl Persist {
-    pub async fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, node: &str) -> switchboard_bus::Result<Self> {
+    /// `bot_reply_ttl`: how long a bot reply waits for its user when the
+    /// reply does not say.
+    pub async fn new(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        node: &str,
+        bot_reply_ttl: Duration,
+    ) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
-        Ok(Self { bus, store, caller })
+        Ok(Self { bus, store, caller, bot_reply_ttl })
     }
 
     /// Consumes commands until the bus closes the consumer. Whatever is ready
@@ -203,12 +211,22 @@ impl Persist {
 
     /// Queued first, so a reply is never lost; removed again once an edge says
     /// a socket of that user got it.
-    async fn bot_reply(&self, bot: pb::BotReply) -> Result<pb::CommandResult, Failure> {
+    async fn bot_reply(&self, mut bot: pb::BotReply) -> Result<pb::CommandResult, Failure> {
+        if bot.id.is_empty() || bot.phone.is_empty() {
+            return Err(Failure::Refused("bad_request", "a bot reply needs an id and a phone".into()));
+        }
+        if bot.at_ms == 0 {
+            bot.at_ms = Timestamp::now().0;
+        }
+        if bot.expires_at_ms == 0 {
+            bot.expires_at_ms = bot.at_ms.saturating_add(self.bot_reply_ttl.as_millis() as i64);
+        }
         let queued = QueuedBotReply {
             id: bot.id.clone(),
             phone: bot.phone.clone(),
             text: bot.text.clone(),
             at: Timestamp(bot.at_ms),
+            expires_at: Timestamp(bot.expires_at_ms),
         };
         self.store.queue_bot_reply(queued).await?;
         let delivered =

@@ -25,7 +25,7 @@ use self::session::{Reply, Session, session_of};
 use crate::auth::AuthError;
 use crate::config::Limits;
 use crate::state::EdgeState;
-use switchboard_proto::model::Role;
+use switchboard_proto::model::{Role, Timestamp};
 use switchboard_proto::pb;
 
 /// The Socket.IO layer and its handle; handlers are attached by [`register`]
@@ -154,7 +154,7 @@ async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
 
 /// Bot replies that waited for this user, oldest first.
 async fn deliver_queued_bot_replies(state: &EdgeState, phone: &str) {
-    match state.store.take_bot_replies(phone).await {
+    match state.store.take_bot_replies(phone, Timestamp::now()).await {
         Ok(replies) => {
             for queued in replies {
                 let reply = pb::BotReply {
@@ -162,6 +162,7 @@ async fn deliver_queued_bot_replies(state: &EdgeState, phone: &str) {
                     phone: queued.phone,
                     text: queued.text,
                     at_ms: queued.at.0,
+                    expires_at_ms: queued.expires_at.0,
                 };
                 deliver_bot_reply(&state.io, phone, &reply);
             }

@@ -35,6 +35,7 @@ macro_rules! behaviour_tests {
             the_inbox_lists_most_recently_active_first_and_filters,
             creating_an_existing_conversation_returns_it_unchanged,
             each_queued_bot_reply_is_taken_once,
+            an_expired_bot_reply_is_dropped_not_delivered,
             concurrent_takers_get_each_bot_reply_once,
             a_failed_write_does_not_keep_the_database_locked,
             a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
@@ -337,13 +338,39 @@ pub async fn creating_an_existing_conversation_returns_it_unchanged(db: Db) {
 pub async fn each_queued_bot_reply_is_taken_once(db: Db) {
     let store = db.store;
     for (id, at) in [("b2", 2), ("b1", 1)] {
-        let reply = QueuedBotReply { id: id.into(), phone: "521".into(), text: id.into(), at: Timestamp(at) };
+        let reply = QueuedBotReply {
+            id: id.into(),
+            phone: "521".into(),
+            text: id.into(),
+            at: Timestamp(at),
+            expires_at: Timestamp(NOW + 1000),
+        };
         store.queue_bot_reply(reply).await.unwrap();
     }
-    let taken = store.take_bot_replies("521").await.unwrap();
+    let taken = store.take_bot_replies("521", Timestamp(NOW)).await.unwrap();
     assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b1", "b2"]);
-    assert!(store.take_bot_replies("521").await.unwrap().is_empty());
+    assert!(store.take_bot_replies("521", Timestamp(NOW)).await.unwrap().is_empty());
     assert!(!store.remove_bot_reply("b1").await.unwrap());
+}
+
+/// A fixed "now" for bot-reply expiry (2023-11-14).
+const NOW: i64 = 1_700_000_000_000;
+
+pub async fn an_expired_bot_reply_is_dropped_not_delivered(db: Db) {
+    let store = db.store;
+    for (id, expires_at) in [("old", NOW - 1), ("fresh", NOW + 1)] {
+        let reply = QueuedBotReply {
+            id: id.into(),
+            phone: "521".into(),
+            text: id.into(),
+            at: Timestamp(1),
+            expires_at: Timestamp(expires_at),
+        };
+        store.queue_bot_reply(reply).await.unwrap();
+    }
+    let taken = store.take_bot_replies("521", Timestamp(NOW)).await.unwrap();
+    assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["fresh"]);
+    assert!(!store.remove_bot_reply("old").await.unwrap(), "the expired reply is gone too");
 }
 
 pub async fn concurrent_takers_get_each_bot_reply_once(db: Db) {
@@ -354,12 +381,13 @@ pub async fn concurrent_takers_get_each_bot_reply_once(db: Db) {
             phone: "521".into(),
             text: "hi".into(),
             at: Timestamp(i as i64),
+            expires_at: Timestamp(NOW + 1000),
         };
         db.store.queue_bot_reply(reply).await.unwrap();
     }
     let mut takers = JoinSet::new();
     for store in db.both().into_iter().cycle().take(4) {
-        takers.spawn(async move { store.take_bot_replies("521").await.unwrap() });
+        takers.spawn(async move { store.take_bot_replies("521", Timestamp(NOW)).await.unwrap() });
     }
     let taken: Vec<String> = takers.join_all().await.into_iter().flatten().map(|r| r.id).collect();
     assert_eq!(taken.len(), REPLIES);

@@ -54,6 +54,7 @@ class Cluster {
     this.env = env;
     this.secret = env.SECRET;
     this.databaseUrl = env.DATABASE_URL;
+    this.natsUrl = env.NATS_URL;
     this.edges = [];
     for (let i = 1; env[`EDGE${i}_URL`]; i++) this.edges.push({ name: `edge${i}`, url: env[`EDGE${i}_URL`] });
   }
