@@ -78,15 +78,6 @@ impl Feeds {
         Self { bus, store, fanout, page, max_recovery, feeds: Mutex::default() }
     }
 
-    /// Conversations with a live feed on this node.
-    pub fn len(&self) -> usize {
-        self.feeds.lock().expect("feeds lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Answers `request` in the conversation's sequence. `new_member` counts a
     /// socket that was not in the conversation yet; it must `leave` later.
     pub fn join(&self, conversation_id: &str, request: JoinRequest, new_member: bool) {
