@@ -56,7 +56,7 @@ export async function createConversation(cluster, edge) {
 }
 
 /** A socket on `edge`, joined to the conversation, recording the offsets it receives. */
-export async function watcher(cluster, edge, conversationId) {
+export async function watcher(cluster, edge, conversationId, sinceOffset) {
   const socket = await connect(edge.url, { token: cluster.agentToken() });
   const offsets = [];
   const ids = new Set();
@@ -72,7 +72,7 @@ export async function watcher(cluster, edge, conversationId) {
       }
     }
   });
-  const joined = await join(socket, conversationId);
+  const joined = await join(socket, conversationId, sinceOffset);
   return {
     socket,
     offsets,

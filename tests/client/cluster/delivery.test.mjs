@@ -2,12 +2,16 @@
 // concurrent producers, and a client moving to another edge.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { useCluster } from "../lib/cluster.mjs";
+import { binaryPath } from "../lib/server.mjs";
 import { connect, join, once } from "../lib/sio.mjs";
 import { burst, createConversation, publish, range, stored, watcher } from "./common.mjs";
 
-const ctx = useCluster({ edges: 2, workers: 2 });
+// A third edge, to be restarted without taking the others down.
+const ctx = useCluster({ edges: 3, workers: 2 });
 
 describe("across edges", () => {
   it("a message sent on one edge reaches a client on the other, both ways", async () => {
@@ -46,6 +50,57 @@ describe("across edges", () => {
       assert.equal(w.ids.size, N);
     }
     assert.deepEqual(stored(cluster, id), { rows: N, ids: N, min: 1, max: N });
+  });
+
+  it("`switchboard tail` prints what flows on a subject as JSON lines", async () => {
+    const { cluster } = ctx;
+    const [a] = cluster.edges;
+    const id = await createConversation(cluster, a);
+    const tail = spawn(binaryPath(), ["tail", `sb.conv.${id}.>`], {
+      env: { ...process.env, SWITCHBOARD_NATS_URL: cluster.natsUrl, SWITCHBOARD_LOG: "warn" },
+    });
+    try {
+      const lines = createInterface({ input: tail.stdout });
+      const first = new Promise((resolve, reject) => {
+        lines.once("line", resolve);
+        tail.once("exit", (code) => reject(new Error(`tail exited with ${code}`)));
+      });
+      // tail subscribes after it connects: publish until its first line shows up.
+      let line;
+      for (let i = 0; !line && i < 50; i++) {
+        await publish(cluster, a, id, `seen by tail ${i}`);
+        line = await Promise.race([first, new Promise((r) => setTimeout(r, 200))]);
+      }
+      const event = JSON.parse(line);
+      assert.equal(event.headers["Sb-Event"], "message.new");
+      assert.equal(event.headers["Sb-Conversation"], id);
+      assert.match(event.body.text, /^seen by tail /);
+      assert.equal(event.body.conversation_id, id);
+    } finally {
+      tail.kill();
+    }
+  });
+
+  it("a rolling restart: SIGTERM of a client's edge, the client moves to the other one and loses nothing", async () => {
+    const { cluster } = ctx;
+    const [, b, c] = cluster.edges;
+    const id = await createConversation(cluster, b);
+    const before = await watcher(cluster, c, id);
+    const N = 200;
+    let done = 0;
+    let drained;
+    const publishing = burst(N, 4, async (i) => {
+      const m = await publish(cluster, b, id, `rolling ${i}`, `r-${i}`);
+      if (++done === N / 4) drained = cluster.kill("edge3", "SIGTERM");
+      return m;
+    });
+    await publishing;
+    await drained;
+    assert.equal(before.socket.connected, false, "the draining edge closed the socket");
+    const seen = [...before.offsets];
+    const after = await watcher(cluster, b, id, seen.at(-1) ?? 0);
+    const all = [...seen, ...after.joined.messages.map((m) => m.offset)];
+    assert.deepEqual(all, range(N), "what the client saw before the restart and recovered after it");
   });
 
   it("a client whose edge dies resumes on the other with since_offset and gets exactly what it missed", async () => {
