@@ -3,18 +3,21 @@
 //! command for the workers.
 //!
 //! - [`auth`]: tokens and who may do what. [`error`]: the one error shape.
-//! - [`socketio`]: Socket.IO clients. [`http`]: the HTTP API.
+//! - [`chat`]: the chat operations, for every transport; [`session`]: a
+//!   connection's state. [`socketio`]: Socket.IO clients. [`http`]: the HTTP API.
 //! - [`feed`]: ordered, gap-free delivery per conversation.
 //! - [`commands`]: writes, as commands to the workers.
 //! - [`state`], [`config`], [`limits`]: what handlers share and are bounded by.
 
 pub mod auth;
+pub mod chat;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod feed;
 pub mod http;
 pub mod limits;
+pub mod session;
 pub mod socketio;
 pub mod state;
 

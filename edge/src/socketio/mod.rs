@@ -1,11 +1,10 @@
 //! Socket.IO (namespace `/`), through socketioxide.
 //!
-//! - [`session`]: per-socket state and how events are answered.
-//! - [`chat`]: the chat events.
+//! - [`session`]: how events are answered; [`SocketPeer`]: a socket as the
+//!   chat operations (`crate::chat`) see it.
 //! - [`fanout`]: conversation events onto sockets; rooms.
 //! - [`relays`]: the agents' inbox and bot replies per phone number.
 
-pub mod chat;
 pub mod fanout;
 pub mod relays;
 pub mod session;
@@ -18,12 +17,14 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 
-use self::chat::Ctx;
 use self::fanout::{AGENTS_ROOM, phone_room};
+use self::fanout::{chat_room, legacy_room};
 use self::relays::deliver_bot_reply;
-use self::session::{Reply, Session, session_of};
+use self::session::{Reply, session_of};
 use crate::auth::AuthError;
+use crate::chat::{self, Audience, Ctx, Peer};
 use crate::config::Limits;
+use crate::session::Session;
 use crate::state::EdgeState;
 use switchboard_proto::model::{Role, Timestamp};
 use switchboard_proto::pb;
@@ -65,7 +66,7 @@ async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) ->
     }
     let session = Arc::new(authenticate(&state, &socket, auth)?);
     socket.extensions.insert(session.clone());
-    let ctx = Ctx { state: state.clone(), socket: socket.clone(), session: session.clone() };
+    let ctx = Ctx { state: state.clone(), peer: SocketPeer(socket.clone()), session: session.clone() };
     register_events(&ctx);
     if session.identity.role == Role::Agent {
         socket.join(AGENTS_ROOM);
@@ -171,18 +172,47 @@ async fn deliver_queued_bot_replies(state: &EdgeState, phone: &str) {
     }
 }
 
-/// Binds an event to a handler `async fn(Ctx, Value, Reply)`.
+/// A Socket.IO socket; its audiences are socketioxide rooms.
+#[derive(Clone)]
+pub struct SocketPeer(pub SocketRef);
+
+impl Peer for SocketPeer {
+    fn id(&self) -> String {
+        self.0.id.to_string()
+    }
+
+    fn enter(&self, conversation_id: &str, audience: Audience) {
+        self.0.join(room(conversation_id, audience));
+    }
+
+    fn exit(&self, conversation_id: &str, audience: Audience) {
+        self.0.leave(room(conversation_id, audience));
+    }
+
+    fn emit(&self, event: &str, data: &Value) {
+        let _ = self.0.emit(event, data);
+    }
+}
+
+fn room(conversation_id: &str, audience: Audience) -> String {
+    match audience {
+        Audience::Chat => chat_room(conversation_id),
+        Audience::Legacy => legacy_room(conversation_id),
+    }
+}
+
+/// Binds an event to a chat operation `async fn(Ctx, Value, Reply)`.
 macro_rules! on {
     ($ctx:expr, $event:literal, $handler:path) => {{
         let ctx = $ctx.clone();
-        $ctx.socket.on($event, move |TryData(data): TryData<Value>, reply: Reply| {
+        $ctx.peer.0.on($event, move |TryData(data): TryData<Value>, reply: Reply| {
             let ctx = ctx.clone();
             async move { $handler(ctx, data.unwrap_or(Value::Null), reply).await }
         });
     }};
 }
 
-fn register_events(ctx: &Ctx) {
+fn register_events(ctx: &Ctx<SocketPeer>) {
     on!(ctx, "join_conversation", chat::join_conversation);
     on!(ctx, "leave_conversation", chat::leave_conversation);
     on!(ctx, "send_message", chat::send_message);
@@ -193,7 +223,7 @@ fn register_events(ctx: &Ctx) {
     on!(ctx, "join", chat::legacy_join);
     on!(ctx, "leave", chat::legacy_leave);
     let disconnect_ctx = ctx.clone();
-    ctx.socket.on_disconnect(move || {
+    ctx.peer.0.on_disconnect(move || {
         let ctx = disconnect_ctx.clone();
         async move {
             metrics::gauge!("switchboard_sockets", "transport" => "socket.io").decrement(1.0);

@@ -1,28 +1,54 @@
-//! The chat events of namespace `/` (contract §3).
+//! The chat operations of contract §3, whatever the transport: Socket.IO
+//! events and native WebSocket frames both land here, through a [`Peer`] (the
+//! connection) and a [`Responder`] (the answer to one operation).
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use socketioxide::extract::SocketRef;
 use switchboard_bus::events::Event;
 use switchboard_proto::model::{DeliveryStatus, Timestamp};
 use switchboard_proto::pb;
 use uuid::Uuid;
 
-use super::fanout::{chat_room, legacy_room};
-use super::session::{Reply, Session};
 use crate::commands::Draft;
 use crate::error::ApiError;
 use crate::feed::{JoinRequest, Snapshot};
+use crate::session::Session;
 use crate::state::{EdgeState, check_id};
 
-/// What every handler is given.
+/// Which of a conversation's audiences a connection is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// `join_conversation`: `message:new`, statuses, typing, presence.
+    Chat,
+    /// Seed 004's `join "chat:<id>"`: `new-message` only.
+    Legacy,
+}
+
+/// One client connection, as the chat operations need it.
+pub trait Peer: Clone + Send + Sync + 'static {
+    /// Unique per connection; typing and presence are not echoed to it.
+    fn id(&self) -> String;
+    /// From now on the connection receives the conversation's events.
+    fn enter(&self, conversation_id: &str, audience: Audience);
+    fn exit(&self, conversation_id: &str, audience: Audience);
+    fn emit(&self, event: &str, data: &Value);
+}
+
+/// The answer to one operation: `fields` are merged into `{ok:true}`, an
+/// error becomes `{ok:false, error}` (or an `error` event when the client
+/// asked for no answer).
+pub trait Responder: Send + 'static {
+    fn send(self, outcome: Result<Value, ApiError>);
+}
+
+/// What every operation is given.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Ctx<P: Peer> {
     pub state: Arc<EdgeState>,
-    pub socket: SocketRef,
+    pub peer: P,
     pub session: Arc<Session>,
 }
 
@@ -54,7 +80,7 @@ fn parse<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, ApiError> {
     serde_json::from_value(data).map_err(|e| ApiError::bad_request(format!("invalid {event} payload: {e}")))
 }
 
-pub async fn join_conversation(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn join_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let payload: JoinPayload = match parse("join_conversation", data) {
         Ok(p) => p,
         Err(e) => return reply.send(Err(e)),
@@ -63,14 +89,14 @@ pub async fn join_conversation(ctx: Ctx, data: Value, reply: Reply) {
 }
 
 /// Seed 004: `join "chat:<id>"` (or `"conversation:<id>"`), no ack expected.
-pub async fn legacy_join(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn legacy_join<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     match legacy_conversation(&data) {
         Ok(id) => join(ctx, id, None, true, reply).await,
         Err(e) => reply.send(Err(e)),
     }
 }
 
-pub async fn legacy_leave(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn legacy_leave<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     match legacy_conversation(&data) {
         Ok(id) => {
             if leave(&ctx, &id, true) {
@@ -91,7 +117,13 @@ fn legacy_conversation(data: &Value) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("unknown room {room:?}: use \"chat:<id>\"")))
 }
 
-async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: bool, reply: Reply) {
+async fn join<P: Peer>(
+    ctx: Ctx<P>,
+    conversation_id: String,
+    since: Option<u64>,
+    legacy: bool,
+    reply: impl Responder,
+) {
     let admitted = async {
         ctx.state.conversation_for(&ctx.session.identity, &conversation_id).await?;
         ctx.session.enter(&conversation_id, legacy)
@@ -108,11 +140,10 @@ async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: boo
         // enters the room before the feed delivers anything newer.
         Box::new(move |outcome: Result<Snapshot, ApiError>| {
             let answer = outcome.map(|snapshot| {
-                let room = if legacy { legacy_room(&conversation_id) } else { chat_room(&conversation_id) };
-                ctx.socket.join(room);
+                ctx.peer.enter(&conversation_id, audience(legacy));
                 if !legacy {
                     let joined = json!({ "conversation_id": conversation_id, "message": "joined" });
-                    let _ = ctx.socket.emit("joined_conversation", &joined);
+                    ctx.peer.emit("joined_conversation", &joined);
                 }
                 json!({
                     "conversation_id": conversation_id,
@@ -135,7 +166,7 @@ async fn join(ctx: Ctx, conversation_id: String, since: Option<u64>, legacy: boo
     }
 }
 
-pub async fn leave_conversation(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn leave_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let outcome = parse::<ConversationPayload>("leave_conversation", data).map(|p| p.conversation_id);
     match outcome {
         Ok(id) => {
@@ -143,7 +174,7 @@ pub async fn leave_conversation(ctx: Ctx, data: Value, reply: Reply) {
             if leave(&ctx, &id, false) {
                 announce_presence(&ctx, &id, false).await;
             }
-            let _ = ctx.socket.emit("left_conversation", &json!({ "conversation_id": id }));
+            ctx.peer.emit("left_conversation", &json!({ "conversation_id": id }));
             reply.send(Ok(json!({ "conversation_id": id })));
         }
         Err(e) => reply.send(Err(e)),
@@ -152,9 +183,8 @@ pub async fn leave_conversation(ctx: Ctx, data: Value, reply: Reply) {
 
 /// Takes the socket out of the room and, when it is out of the conversation
 /// entirely, out of the feed; answers whether it is now out entirely.
-fn leave(ctx: &Ctx, conversation_id: &str, legacy: bool) -> bool {
-    let room = if legacy { legacy_room(conversation_id) } else { chat_room(conversation_id) };
-    ctx.socket.leave(room);
+fn leave<P: Peer>(ctx: &Ctx<P>, conversation_id: &str, legacy: bool) -> bool {
+    ctx.peer.exit(conversation_id, audience(legacy));
     let gone = ctx.session.exit(conversation_id, legacy) == Some(true);
     if gone {
         ctx.state.feeds.leave(conversation_id);
@@ -162,11 +192,14 @@ fn leave(ctx: &Ctx, conversation_id: &str, legacy: bool) -> bool {
     gone
 }
 
-pub async fn send_message(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn send_message<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     reply.send(store_message(&ctx, data).await.map(|message| json!({ "message": message })));
 }
 
-async fn store_message(ctx: &Ctx, data: Value) -> Result<switchboard_proto::model::Message, ApiError> {
+async fn store_message<P: Peer>(
+    ctx: &Ctx<P>,
+    data: Value,
+) -> Result<switchboard_proto::model::Message, ApiError> {
     let payload: SendPayload = parse("send_message", data)?;
     ctx.state.check_text(&payload.text)?;
     if let Some(key) = &payload.client_msg_id {
@@ -188,15 +221,15 @@ async fn store_message(ctx: &Ctx, data: Value) -> Result<switchboard_proto::mode
     Ok(ctx.state.commands.send_message(draft).await?.0)
 }
 
-pub async fn typing_start(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn typing_start<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     reply.send(typing(&ctx, data, true).await);
 }
 
-pub async fn typing_stop(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn typing_stop<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     reply.send(typing(&ctx, data, false).await);
 }
 
-async fn typing(ctx: &Ctx, data: Value, typing: bool) -> Result<Value, ApiError> {
+async fn typing<P: Peer>(ctx: &Ctx<P>, data: Value, typing: bool) -> Result<Value, ApiError> {
     let event = if typing { "typing_start" } else { "typing_stop" };
     let id = parse::<ConversationPayload>(event, data)?.conversation_id;
     if !ctx.session.is_chat_member(&id) {
@@ -224,39 +257,39 @@ async fn typing(ctx: &Ctx, data: Value, typing: bool) -> Result<Value, ApiError>
 }
 
 /// Ends a typing indicator the socket had shown, if any.
-pub async fn stop_typing(ctx: &Ctx, conversation_id: &str) {
+pub async fn stop_typing<P: Peer>(ctx: &Ctx<P>, conversation_id: &str) {
     if ctx.session.set_typing_timer(conversation_id, None) {
         publish_typing(ctx, conversation_id, false).await;
     }
 }
 
-async fn publish_typing(ctx: &Ctx, conversation_id: &str, typing: bool) {
+async fn publish_typing<P: Peer>(ctx: &Ctx<P>, conversation_id: &str, typing: bool) {
     let event = Event::Typing(pb::Typing {
         conversation_id: conversation_id.to_owned(),
         user_id: ctx.session.identity.user_id.clone(),
         typing,
-        origin: ctx.socket.id.to_string(),
+        origin: ctx.peer.id(),
     });
     if let Err(e) = event.publish(ctx.state.bus.as_ref()).await {
         tracing::debug!(error = %e, "typing not published");
     }
 }
 
-pub async fn announce_presence(ctx: &Ctx, conversation_id: &str, online: bool) {
+pub async fn announce_presence<P: Peer>(ctx: &Ctx<P>, conversation_id: &str, online: bool) {
     let identity = &ctx.session.identity;
     let event = Event::Presence(pb::Presence {
         conversation_id: conversation_id.to_owned(),
         user_id: identity.user_id.clone(),
         role: identity.role.as_str().into(),
         online,
-        origin: ctx.socket.id.to_string(),
+        origin: ctx.peer.id(),
     });
     if let Err(e) = event.publish(ctx.state.bus.as_ref()).await {
         tracing::debug!(error = %e, "presence not published");
     }
 }
 
-pub async fn mark_read(ctx: Ctx, data: Value, reply: Reply) {
+pub async fn mark_read<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let outcome = async {
         let payload: MarkReadPayload = parse("mark_read", data)?;
         ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
@@ -273,14 +306,14 @@ pub async fn mark_read(ctx: Ctx, data: Value, reply: Reply) {
     reply.send(outcome.await);
 }
 
-pub async fn ping(ctx: Ctx, _data: Value, reply: Reply) {
+pub async fn ping<P: Peer>(ctx: Ctx<P>, _data: Value, reply: impl Responder) {
     let now = Timestamp::now();
-    let _ = ctx.socket.emit("pong", &json!({ "timestamp": now }));
+    ctx.peer.emit("pong", &json!({ "timestamp": now }));
     reply.send(Ok(json!({ "timestamp": now })));
 }
 
 /// Everything a socket held, given back when it goes.
-pub async fn disconnect(ctx: Ctx) {
+pub async fn disconnect<P: Peer>(ctx: Ctx<P>) {
     for conversation_id in ctx.session.exit_all() {
         ctx.state.feeds.leave(&conversation_id);
         stop_typing(&ctx, &conversation_id).await;
@@ -289,4 +322,8 @@ pub async fn disconnect(ctx: Ctx) {
     if let Some(phone) = &ctx.session.phone {
         ctx.state.phones.release(phone).await;
     }
+}
+
+fn audience(legacy: bool) -> Audience {
+    if legacy { Audience::Legacy } else { Audience::Chat }
 }
