@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use switchboard_bus::events::Event;
 use switchboard_bus::{Bus, Subscription, subjects};
-use switchboard_proto::model::{Message, StatusUpdate};
+use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
 use switchboard_store::Store;
 use tokio::sync::mpsc;
@@ -30,6 +30,48 @@ pub trait Fanout: Send + Sync + 'static {
     fn status(&self, status: &StatusUpdate);
     fn typing(&self, typing: &pb::Typing);
     fn presence(&self, presence: &pb::Presence);
+    /// `conversation:new` / `conversation:updated`, for every agent.
+    fn inbox(&self, event: &str, conversation: &Conversation);
+}
+
+/// Every transport's fan-out at once.
+pub struct Fanouts(pub Vec<Arc<dyn Fanout>>);
+
+impl Fanout for Fanouts {
+    fn message(&self, message: &Message) {
+        self.0.iter().for_each(|f| f.message(message));
+    }
+
+    fn status(&self, status: &StatusUpdate) {
+        self.0.iter().for_each(|f| f.status(status));
+    }
+
+    fn typing(&self, typing: &pb::Typing) {
+        self.0.iter().for_each(|f| f.typing(typing));
+    }
+
+    fn presence(&self, presence: &pb::Presence) {
+        self.0.iter().for_each(|f| f.presence(presence));
+    }
+
+    fn inbox(&self, event: &str, conversation: &Conversation) {
+        self.0.iter().for_each(|f| f.inbox(event, conversation));
+    }
+}
+
+/// Relays `conversation:new` / `conversation:updated` to every agent.
+pub async fn relay_inbox(bus: &dyn Bus, fanout: Arc<dyn Fanout>) -> switchboard_bus::Result<()> {
+    let mut events = bus.subscribe(subjects::INBOX_ALL).await?;
+    tokio::spawn(async move {
+        while let Some(envelope) = events.next().await {
+            match Event::decode(&envelope) {
+                Ok(Event::ConversationNew(c)) => fanout.inbox("conversation:new", &c),
+                Ok(Event::ConversationUpdated(c)) => fanout.inbox("conversation:updated", &c),
+                _ => {}
+            }
+        }
+    });
+    Ok(())
 }
 
 /// What a joining socket is given.

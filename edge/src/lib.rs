@@ -4,7 +4,8 @@
 //!
 //! - [`auth`]: tokens and who may do what. [`error`]: the one error shape.
 //! - [`chat`]: the chat operations, for every transport; [`session`]: a
-//!   connection's state. [`socketio`]: Socket.IO clients. [`http`]: the HTTP API.
+//!   connection's state. [`socketio`]: Socket.IO clients. [`native`]: the
+//!   native WebSocket protocol. [`http`]: the HTTP API.
 //! - [`feed`]: ordered, gap-free delivery per conversation.
 //! - [`commands`]: writes, as commands to the workers.
 //! - [`state`], [`config`], [`limits`]: what handlers share and are bounded by.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod limits;
+pub mod native;
 pub mod session;
 pub mod socketio;
 pub mod state;
@@ -31,14 +33,17 @@ use switchboard_store::Store;
 use crate::commands::Commands;
 use crate::config::EdgeConfig;
 use crate::feed::Feeds;
+use crate::feed::{Fanout, Fanouts, relay_inbox};
+use crate::native::rooms::NativeRooms;
 use crate::socketio::fanout::SocketIoFanout;
-use crate::socketio::relays::{PhoneRelays, relay_inbox};
+use crate::socketio::relays::PhoneRelays;
 use crate::state::EdgeState;
 
 /// A started edge: its router to serve, and its state for shutdown.
 pub struct Edge {
     pub router: axum::Router,
     pub state: Arc<EdgeState>,
+    native: Arc<NativeRooms>,
 }
 
 impl Edge {
@@ -50,28 +55,34 @@ impl Edge {
     ) -> anyhow::Result<Self> {
         let (layer, io) = socketio::layer(&config.limits);
         let caller = Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;
-        let fanout = Arc::new(SocketIoFanout { io: io.clone() });
+        let native = Arc::new(NativeRooms::default());
+        let fanout: Arc<dyn Fanout> =
+            Arc::new(Fanouts(vec![Arc::new(SocketIoFanout { io: io.clone() }), native.clone()]));
         let feeds = Feeds::new(
             bus.clone(),
             store.clone(),
-            fanout,
+            fanout.clone(),
             config.limits.history_page,
             config.limits.max_recovery,
         );
         let phones = PhoneRelays::new(bus.clone(), io.clone());
-        relay_inbox(bus.clone(), io.clone()).await?;
+        relay_inbox(bus.as_ref(), fanout).await?;
         let cors = http::cors(&config.cors_origins);
         let state =
             Arc::new(EdgeState::new(config, bus, store, Commands::new(caller), feeds, phones, io, metrics));
         socketio::register(state.clone());
-        let router = http::router(state.clone()).layer(layer).layer(cors);
-        Ok(Self { router, state })
+        let router = http::router(state.clone())
+            .merge(native::routes(native.clone()).with_state(state.clone()))
+            .layer(layer)
+            .layer(cors);
+        Ok(Self { router, state, native })
     }
 
     /// Stops taking sockets and closes the connected ones' transports, which
     /// socket.io clients answer by reconnecting (to another node).
     pub async fn drain(&self) {
         self.state.start_draining();
+        self.native.close_all();
         self.state.io.close().await;
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
-use switchboard_proto::model::{Message, Role, StatusUpdate};
+use switchboard_proto::model::{Conversation, Message, Role, StatusUpdate};
 use switchboard_proto::pb;
 
 use crate::feed::Fanout;
@@ -101,6 +101,13 @@ impl Fanout for SocketIoFanout {
     fn typing(&self, typing: &pb::Typing) {
         let payload = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
         self.each_except(chat_room(&typing.conversation_id), &typing.origin, "user_typing", &payload);
+    }
+
+    fn inbox(&self, event: &str, conversation: &Conversation) {
+        let payload = json!({ "conversation": conversation });
+        for socket in self.room(AGENTS_ROOM.into()) {
+            emit_to(&socket, event, &payload);
+        }
     }
 
     fn presence(&self, presence: &pb::Presence) {

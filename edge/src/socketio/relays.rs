@@ -1,6 +1,5 @@
-//! Bus subjects that are not one conversation's: the agents' inbox, and bot
-//! replies per WhatsApp number (subscribed while a socket of that number is
-//! connected here).
+//! Bot replies per WhatsApp number, subscribed while a socket of that number
+//! is connected here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,26 +14,8 @@ use switchboard_proto::pb::{self, command_result};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::fanout::{AGENTS_ROOM, emit_to, phone_room, sockets_in};
+use super::fanout::{emit_to, phone_room, sockets_in};
 use super::session::session_of;
-
-/// Relays `conversation:new` / `conversation:updated` to every agent socket.
-pub async fn relay_inbox(bus: Arc<dyn Bus>, io: SocketIo) -> switchboard_bus::Result<JoinHandle<()>> {
-    let mut events = bus.subscribe(subjects::INBOX_ALL).await?;
-    Ok(tokio::spawn(async move {
-        while let Some(envelope) = events.next().await {
-            let (event, conversation) = match Event::decode(&envelope) {
-                Ok(Event::ConversationNew(c)) => ("conversation:new", c),
-                Ok(Event::ConversationUpdated(c)) => ("conversation:updated", c),
-                _ => continue,
-            };
-            let payload = json!({ "conversation": conversation });
-            for socket in sockets_in(&io, AGENTS_ROOM.into()) {
-                emit_to(&socket, event, &payload);
-            }
-        }
-    }))
-}
 
 /// Bot-reply subscriptions, counted per phone number.
 pub struct PhoneRelays {

@@ -1,0 +1,242 @@
+//! The native WebSocket protocol (contract §6): `GET /ws`, and `GET
+//! /api/ws/chat/{conversation_id}` (a socket already joined to that
+//! conversation, seed 000's widget-api path). The same operations, events,
+//! limits and recovery as Socket.IO, through the same chat operations.
+//!
+//! JSON text frames. A client sends `{"type": <operation>, "ref": <any>, ...payload}`
+//! and gets `{"type": "ack", "ref": <ref>, "ok": ..., ...}` when it gave a
+//! `ref`; events arrive as `{"type": <event>, "data": <payload>}`.
+//!
+//! - [`rooms`]: native connections and their conversations (fan-out).
+
+pub mod rooms;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use self::rooms::{Frame, NativeRooms, Outbox};
+use crate::auth::Identity;
+use crate::chat::{self, Audience, Ctx, Peer, Responder};
+use crate::error::ApiError;
+use crate::http::{AppState, Caller};
+use crate::session::Session;
+use switchboard_proto::model::Role;
+
+/// How often the server pings an idle connection.
+const PING_EVERY: Duration = Duration::from_secs(25);
+
+pub fn routes(rooms: Arc<NativeRooms>) -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(open))
+        .route("/api/ws/chat/{conversation_id}", get(open_joined))
+        .layer(Extension(rooms))
+}
+
+async fn open(
+    State(state): State<AppState>,
+    Extension(rooms): Extension<Arc<NativeRooms>>,
+    Caller(who): Caller,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    accept(state, rooms, who, upgrade, None)
+}
+
+async fn open_joined(
+    State(state): State<AppState>,
+    Extension(rooms): Extension<Arc<NativeRooms>>,
+    Caller(who): Caller,
+    Path(conversation_id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    accept(state, rooms, who, upgrade, Some(conversation_id))
+}
+
+fn accept(
+    state: AppState,
+    rooms: Arc<NativeRooms>,
+    who: Identity,
+    upgrade: WebSocketUpgrade,
+    joined: Option<String>,
+) -> Response {
+    if state.is_draining() {
+        return ApiError::unavailable("server shutting down: reconnect").into_response();
+    }
+    let limits = &state.config.limits;
+    upgrade
+        .max_message_size(limits.max_payload)
+        .max_frame_size(limits.max_payload)
+        // Small buffers: memory per idle connection is what a chat edge scales on.
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| serve(socket, state, rooms, who, joined))
+}
+
+/// A native connection as the chat operations see it.
+#[derive(Clone)]
+struct NativePeer {
+    id: String,
+    outbox: Outbox,
+    rooms: Arc<NativeRooms>,
+}
+
+impl Peer for NativePeer {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn enter(&self, conversation_id: &str, _: Audience) {
+        self.rooms.enter(conversation_id, &self.id, &self.outbox);
+    }
+
+    fn exit(&self, conversation_id: &str, _: Audience) {
+        self.rooms.exit(conversation_id, &self.id);
+    }
+
+    fn emit(&self, event: &str, data: &Value) {
+        self.outbox.event(event, data.clone());
+    }
+}
+
+/// Answers one operation: an `ack` frame when the client gave a `ref`, else
+/// failures as an `error` event.
+struct NativeReply {
+    outbox: Outbox,
+    reference: Option<Value>,
+}
+
+impl Responder for NativeReply {
+    fn send(self, outcome: Result<Value, ApiError>) {
+        let body = match (&outcome, self.reference.is_some()) {
+            (Ok(fields), _) => {
+                let mut body = json!({ "ok": true });
+                if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+                    body.extend(fields.clone());
+                }
+                body
+            }
+            (Err(e), _) => json!({ "ok": false, "error": e.body() }),
+        };
+        match (self.reference, outcome) {
+            (Some(reference), _) => self.outbox.send(Frame::Ack { reference, body }),
+            (None, Err(e)) => self.outbox.event("error", json!({ "message": e.message, "code": e.code })),
+            (None, Ok(_)) => {}
+        }
+    }
+}
+
+async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    rooms: Arc<NativeRooms>,
+    who: Identity,
+    joined: Option<String>,
+) {
+    let (outbox, mut outgoing) = Outbox::new(state.config.limits.outbound_buffer);
+    let id = format!("ws-{}", Uuid::now_v7().simple());
+    rooms.connect(&id, &outbox, who.role == Role::Agent);
+    metrics::gauge!("switchboard_sockets", "transport" => "native").increment(1.0);
+    let session = Arc::new(Session::new(who, None, &state.config.limits));
+    let peer = NativePeer { id: id.clone(), outbox: outbox.clone(), rooms: rooms.clone() };
+    let ctx = Ctx { state, peer, session };
+    outbox.event("connected", json!({ "message": "connected", "user_id": ctx.session.identity.user_id }));
+    if let Some(conversation_id) = joined {
+        let reply = NativeReply { outbox: outbox.clone(), reference: None };
+        tokio::spawn(chat::join_conversation(
+            ctx.clone(),
+            json!({ "conversation_id": conversation_id }),
+            reply,
+        ));
+    }
+
+    let (mut sink, mut incoming) = socket.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let close = outbox.close.clone();
+    loop {
+        tokio::select! {
+            frame = outgoing.recv() => {
+                let Some(frame) = frame else { break };
+                if sink.send(WsMessage::Text(encode(&frame).into())).await.is_err() {
+                    break;
+                }
+            }
+            received = incoming.next() => match received {
+                Some(Ok(WsMessage::Text(text))) => dispatch(&ctx, text.as_str()),
+                Some(Ok(WsMessage::Binary(_))) => {
+                    ctx.peer.emit("error", &json!({ "code": "bad_request", "message": "binary frames need the switchboard.v1.proto subprotocol" }));
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // pings are answered by the WebSocket layer
+            },
+            _ = ping.tick() => {
+                if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            () = close.notified() => {
+                // A full outbox (the client stopped reading) or a draining node:
+                // the client reconnects and recovers by offset.
+                let reason = CloseFrame { code: close_code::AGAIN, reason: "reconnect".into() };
+                let _ = sink.send(WsMessage::Close(Some(reason))).await;
+                break;
+            }
+        }
+    }
+    rooms.disconnect(&id);
+    metrics::gauge!("switchboard_sockets", "transport" => "native").decrement(1.0);
+    chat::disconnect(ctx).await;
+}
+
+/// Runs one client frame's operation on its own task, like Socket.IO events.
+fn dispatch(ctx: &Ctx<NativePeer>, text: &str) {
+    let parsed: Result<Map<String, Value>, _> = serde_json::from_str(text);
+    let Ok(mut frame) = parsed else {
+        ctx.peer.emit(
+            "error",
+            &json!({ "code": "bad_request", "message": "a frame is a JSON object with a type" }),
+        );
+        return;
+    };
+    let reference = frame.remove("ref");
+    let kind = frame.remove("type").and_then(|t| t.as_str().map(str::to_owned)).unwrap_or_default();
+    let reply = NativeReply { outbox: ctx.peer.outbox.clone(), reference };
+    let data = Value::Object(frame);
+    let ctx = ctx.clone();
+    match kind.as_str() {
+        "join_conversation" => spawn(chat::join_conversation(ctx, data, reply)),
+        "leave_conversation" => spawn(chat::leave_conversation(ctx, data, reply)),
+        "send_message" => spawn(chat::send_message(ctx, data, reply)),
+        "typing_start" => spawn(chat::typing_start(ctx, data, reply)),
+        "typing_stop" => spawn(chat::typing_stop(ctx, data, reply)),
+        "mark_read" => spawn(chat::mark_read(ctx, data, reply)),
+        "ping" => spawn(chat::ping(ctx, data, reply)),
+        other => reply.send(Err(ApiError::bad_request(format!("unknown frame type {other:?}")))),
+    }
+}
+
+fn spawn(operation: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(operation);
+}
+
+fn encode(frame: &Frame) -> String {
+    let value = match frame {
+        Frame::Event { name, data } => json!({ "type": name, "data": data }),
+        Frame::Ack { reference, body } => {
+            let mut ack = json!({ "type": "ack", "ref": reference });
+            if let (Some(ack), Value::Object(body)) = (ack.as_object_mut(), body) {
+                ack.extend(body.clone());
+            }
+            ack
+        }
+    };
+    value.to_string()
+}

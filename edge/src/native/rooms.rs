@@ -1,0 +1,147 @@
+//! Native connections and the conversations they are in: the native side of
+//! fan-out. Each connection has a bounded outbox; one that is full belongs to
+//! a client that stopped reading, and is closed rather than sent a gap.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use switchboard_proto::model::{Conversation, Message, StatusUpdate};
+use switchboard_proto::pb;
+use tokio::sync::{Notify, mpsc};
+
+use crate::feed::Fanout;
+
+/// What goes out on a native connection, before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Event { name: String, data: Value },
+    Ack { reference: Value, body: Value },
+}
+
+/// The sending side of one connection.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Frame>,
+    /// Tells the connection to close: it stopped reading, or the node drains.
+    pub close: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx, close: Arc::new(Notify::new()) }, rx)
+    }
+
+    pub fn send(&self, frame: Frame) {
+        match self.tx.try_send(frame) {
+            Ok(()) => metrics::counter!("switchboard_deliveries_total", "transport" => "native").increment(1),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("switchboard_slow_consumers_disconnected_total").increment(1);
+                self.close.notify_one();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn event(&self, name: &str, data: Value) {
+        self.send(Frame::Event { name: name.to_owned(), data });
+    }
+}
+
+#[derive(Default)]
+pub struct NativeRooms {
+    connections: Mutex<HashMap<String, Outbox>>,
+    conversations: Mutex<HashMap<String, HashMap<String, Outbox>>>,
+    agents: Mutex<HashMap<String, Outbox>>,
+}
+
+impl NativeRooms {
+    pub fn connect(&self, id: &str, outbox: &Outbox, agent: bool) {
+        self.connections.lock().expect("rooms lock").insert(id.to_owned(), outbox.clone());
+        if agent {
+            self.agents.lock().expect("rooms lock").insert(id.to_owned(), outbox.clone());
+        }
+    }
+
+    pub fn disconnect(&self, id: &str) {
+        self.connections.lock().expect("rooms lock").remove(id);
+        self.agents.lock().expect("rooms lock").remove(id);
+    }
+
+    pub fn enter(&self, conversation_id: &str, id: &str, outbox: &Outbox) {
+        let mut conversations = self.conversations.lock().expect("rooms lock");
+        conversations.entry(conversation_id.to_owned()).or_default().insert(id.to_owned(), outbox.clone());
+    }
+
+    pub fn exit(&self, conversation_id: &str, id: &str) {
+        let mut conversations = self.conversations.lock().expect("rooms lock");
+        if let Some(members) = conversations.get_mut(conversation_id) {
+            members.remove(id);
+            if members.is_empty() {
+                conversations.remove(conversation_id);
+            }
+        }
+    }
+
+    /// Asks every connection to close (draining).
+    pub fn close_all(&self) {
+        for outbox in self.connections.lock().expect("rooms lock").values() {
+            outbox.close.notify_one();
+        }
+    }
+
+    fn members(&self, conversation_id: &str) -> Vec<(String, Outbox)> {
+        let conversations = self.conversations.lock().expect("rooms lock");
+        conversations
+            .get(conversation_id)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn each_except(&self, conversation_id: &str, origin: &str, name: &str, data: Value) {
+        for (id, outbox) in self.members(conversation_id) {
+            if id != origin {
+                outbox.event(name, data.clone());
+            }
+        }
+    }
+}
+
+impl Fanout for NativeRooms {
+    fn message(&self, message: &Message) {
+        let data = serde_json::to_value(message).unwrap_or_default();
+        for (_, outbox) in self.members(&message.conversation_id) {
+            outbox.event("message:new", data.clone());
+        }
+    }
+
+    fn status(&self, status: &StatusUpdate) {
+        let data = serde_json::to_value(status).unwrap_or_default();
+        for (_, outbox) in self.members(&status.conversation_id) {
+            outbox.event("message:status", data.clone());
+        }
+    }
+
+    fn typing(&self, typing: &pb::Typing) {
+        let data = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
+        self.each_except(&typing.conversation_id, &typing.origin, "user_typing", data);
+    }
+
+    fn presence(&self, presence: &pb::Presence) {
+        let data = json!({
+            "conversation_id": presence.conversation_id,
+            "user_id": presence.user_id,
+            "role": presence.role,
+            "online": presence.online,
+        });
+        self.each_except(&presence.conversation_id, &presence.origin, "presence", data);
+    }
+
+    fn inbox(&self, event: &str, conversation: &Conversation) {
+        let data = json!({ "conversation": conversation });
+        for outbox in self.agents.lock().expect("rooms lock").values() {
+            outbox.event(event, data.clone());
+        }
+    }
+}
