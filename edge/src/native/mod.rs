@@ -3,12 +3,16 @@
 //! conversation, seed 000's widget-api path). The same operations, events,
 //! limits and recovery as Socket.IO, through the same chat operations.
 //!
-//! JSON text frames. A client sends `{"type": <operation>, "ref": <any>, ...payload}`
-//! and gets `{"type": "ack", "ref": <ref>, "ok": ..., ...}` when it gave a
-//! `ref`; events arrive as `{"type": <event>, "data": <payload>}`.
+//! JSON text frames by default. A client sends `{"type": <operation>, "ref":
+//! <any>, ...payload}` and gets `{"type": "ack", "ref": <ref>, "ok": ..., ...}`
+//! when it gave a `ref`; events arrive as `{"type": <event>, "data": <payload>}`.
+//! A client that asks for the `switchboard.v1.proto` subprotocol speaks the
+//! binary frames of `proto/native.proto` instead.
 //!
 //! - [`rooms`]: native connections and their conversations (fan-out).
+//! - [`codec`]: the two encodings of frames.
 
+pub mod codec;
 pub mod rooms;
 
 use std::sync::Arc;
@@ -21,9 +25,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use self::codec::{Codec, Operation, PROTOBUF};
 use self::rooms::{Frame, NativeRooms, Outbox};
 use crate::auth::Identity;
 use crate::chat::{self, Audience, Ctx, Peer, Responder};
@@ -78,7 +83,11 @@ fn accept(
         // Small buffers: memory per idle connection is what a chat edge scales on.
         .read_buffer_size(4096)
         .write_buffer_size(4096)
-        .on_upgrade(move |socket| serve(socket, state, rooms, who, joined))
+        .protocols([PROTOBUF])
+        .on_upgrade(move |socket| {
+            let codec = if socket.protocol().is_some() { Codec::Protobuf } else { Codec::Json };
+            serve(socket, codec, state, rooms, who, joined)
+        })
 }
 
 /// A native connection as the chat operations see it.
@@ -136,6 +145,7 @@ impl Responder for NativeReply {
 
 async fn serve(
     socket: WebSocket,
+    codec: Codec,
     state: AppState,
     rooms: Arc<NativeRooms>,
     who: Identity,
@@ -165,17 +175,18 @@ async fn serve(
         tokio::select! {
             frame = outgoing.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.send(WsMessage::Text(encode(&frame).into())).await.is_err() {
+                if sink.send(codec.encode(&frame)).await.is_err() {
                     break;
                 }
             }
             received = incoming.next() => match received {
-                Some(Ok(WsMessage::Text(text))) => dispatch(&ctx, text.as_str()),
-                Some(Ok(WsMessage::Binary(_))) => {
-                    ctx.peer.emit("error", &json!({ "code": "bad_request", "message": "binary frames need the switchboard.v1.proto subprotocol" }));
-                }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {} // pings are answered by the WebSocket layer
+                // Pings are answered by the WebSocket layer.
+                Some(Ok(message)) => match codec.decode(&message) {
+                    Some(Ok(operation)) => dispatch(&ctx, operation),
+                    Some(Err(wrong)) => ctx.peer.emit("error", &json!({ "code": "bad_request", "message": wrong })),
+                    None => {}
+                },
             },
             _ = ping.tick() => {
                 if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
@@ -196,20 +207,10 @@ async fn serve(
     chat::disconnect(ctx).await;
 }
 
-/// Runs one client frame's operation on its own task, like Socket.IO events.
-fn dispatch(ctx: &Ctx<NativePeer>, text: &str) {
-    let parsed: Result<Map<String, Value>, _> = serde_json::from_str(text);
-    let Ok(mut frame) = parsed else {
-        ctx.peer.emit(
-            "error",
-            &json!({ "code": "bad_request", "message": "a frame is a JSON object with a type" }),
-        );
-        return;
-    };
-    let reference = frame.remove("ref");
-    let kind = frame.remove("type").and_then(|t| t.as_str().map(str::to_owned)).unwrap_or_default();
+/// Runs one client operation on its own task, like Socket.IO events.
+fn dispatch(ctx: &Ctx<NativePeer>, operation: Operation) {
+    let Operation { kind, reference, data } = operation;
     let reply = NativeReply { outbox: ctx.peer.outbox.clone(), reference };
-    let data = Value::Object(frame);
     let ctx = ctx.clone();
     match kind.as_str() {
         "join_conversation" => spawn(chat::join_conversation(ctx, data, reply)),
@@ -225,18 +226,4 @@ fn dispatch(ctx: &Ctx<NativePeer>, text: &str) {
 
 fn spawn(operation: impl Future<Output = ()> + Send + 'static) {
     tokio::spawn(operation);
-}
-
-fn encode(frame: &Frame) -> String {
-    let value = match frame {
-        Frame::Event { name, data } => json!({ "type": name, "data": data }),
-        Frame::Ack { reference, body } => {
-            let mut ack = json!({ "type": "ack", "ref": reference });
-            if let (Some(ack), Value::Object(body)) = (ack.as_object_mut(), body) {
-                ack.extend(body.clone());
-            }
-            ack
-        }
-    };
-    value.to_string()
 }

@@ -4,7 +4,10 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
+import { join as joinPath } from "node:path";
+import protobuf from "protobufjs";
 import WebSocket from "ws";
+import { REPO_ROOT } from "../lib/server.mjs";
 import { useServer } from "../lib/setup.mjs";
 import { connect, join, once } from "../lib/sio.mjs";
 
@@ -159,6 +162,64 @@ describe("native WebSocket, JSON frames", () => {
     const got = await widget.event("message:new");
     assert.equal(got.data.text, "¿Sigues ahí?");
     assert.equal(got.data.offset, 2);
+    closeAll();
+  });
+});
+
+describe("native WebSocket, protobuf frames (subprotocol switchboard.v1.proto)", () => {
+  it("speaks the messages of proto/: the same operations, acks and events", async () => {
+    const root = await protobuf.load(joinPath(REPO_ROOT, "proto", "native.proto"));
+    const ClientFrame = root.lookupType("switchboard.v1.ClientFrame");
+    const ServerFrame = root.lookupType("switchboard.v1.ServerFrame");
+    const conv = await ctx.server.createConversation();
+    const url = `${ctx.server.url.replace("http", "ws")}/ws?token=${ctx.server.agentToken("proto-agent")}`;
+    const ws = new WebSocket(url, ["switchboard.v1.proto"]);
+    open.add(ws);
+    const frames = [];
+    const waiters = [];
+    ws.on("message", (data, isBinary) => {
+      assert.equal(isBinary, true, "a protobuf connection gets binary frames only");
+      const frame = ServerFrame.toObject(ServerFrame.decode(data), { longs: Number, defaults: false });
+      const w = waiters.find((w) => w.kind in frame);
+      if (w) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(frame[w.kind]);
+      } else frames.push(frame);
+    });
+    const next = (kind) => {
+      const at = frames.findIndex((f) => kind in f);
+      if (at >= 0) return Promise.resolve(frames.splice(at, 1)[0][kind]);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${kind} frame`)), 3000);
+        waiters.push({ kind, resolve: (f) => (clearTimeout(timer), resolve(f)) });
+      });
+    };
+    const send = (frame) => ws.send(ClientFrame.encode(ClientFrame.create(frame)).finish());
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    assert.equal(ws.protocol, "switchboard.v1.proto");
+    assert.equal((await next("connected")).userId, "proto-agent");
+    send({ ref: "1", joinConversation: { conversationId: conv.id } });
+    const joined = await next("ack");
+    assert.equal(joined.ref, "1");
+    assert.equal(joined.ok, true);
+    send({ ref: "2", sendMessage: { conversationId: conv.id, text: "binary hello" } });
+    const sent = await next("ack");
+    assert.equal(sent.ok, true);
+    assert.equal(sent.message.text, "binary hello");
+    assert.equal(sent.message.offset, 1);
+    const event = await next("messageNew");
+    assert.equal(event.id, sent.message.id);
+    send({ ref: "3", joinConversation: { conversationId: "no-such-conversation" } });
+    const refused = await next("ack");
+    assert.ok(!refused.ok, "refused (proto3 leaves a false ok out)");
+    assert.equal(refused.error.code, "not_found");
+    ws.send(Buffer.from([0xff, 0xff, 0x01]));
+    assert.equal((await next("error")).code, "bad_request");
+    send({ ref: "4", ping: {} });
+    assert.equal((await next("ack")).ok, true, "the connection survived garbage");
     closeAll();
   });
 });
