@@ -7,15 +7,16 @@
 #   deploy/cluster.sh down DIR           stop everything `up` started and remove what it made
 #
 # Knobs (environment):
-#   EDGES=2 WORKERS=2                    how many of each
+#   EDGES=2 WORKERS=2 SYNC_WORKERS=1 WA_WORKERS=1
+#                                        how many of each (persist, sync and whatsapp workers)
 #   SWITCHBOARD_BIN                      the binary (default target/release/switchboard, else target/debug)
 #   SWITCHBOARD_JWT_SECRET               token secret (default: a random one, written to cluster.env)
 #   SWITCHBOARD_DATABASE_URL             use this database instead of starting PostgreSQL
 #   SWITCHBOARD_NATS_URL                 use this NATS instead of starting nats-server
 #
 # DIR/cluster.env holds shell assignments: NATS_URL, DATABASE_URL, SECRET,
-# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID (i from 1), and what `down` needs.
-# Logs: DIR/logs/edge<i>.log, DIR/logs/worker<i>.log, and NATS's and PostgreSQL's own.
+# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID, SYNC<i>_PID (i from 1), and what `down` needs.
+# Logs: DIR/logs/edge<i>.log, DIR/logs/worker<i>.log, DIR/logs/sync<i>.log, and NATS's and PostgreSQL's own.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -112,6 +113,16 @@ up() {
     record "WORKER${i}_PID" "$pid"
     await_line "$pid" "$DIR/logs/worker$i.log" "ready"
   done
+  for ((i = 1; i <= ${SYNC_WORKERS:-1}; i++)); do
+    pid=$(spawn "sync$i" worker sync)
+    record "SYNC${i}_PID" "$pid"
+    await_line "$pid" "$DIR/logs/sync$i.log" "ready"
+  done
+  for ((i = 1; i <= ${WA_WORKERS:-1}; i++)); do
+    pid=$(spawn "wa$i" worker whatsapp)
+    record "WA${i}_PID" "$pid"
+    await_line "$pid" "$DIR/logs/wa$i.log" "ready"
+  done
   for ((i = 1; i <= ${EDGES:-2}; i++)); do
     port=$(free_port)
     pid=$(SWITCHBOARD_HTTP_ADDR="127.0.0.1:$port" spawn "edge$i" edge)
@@ -138,12 +149,12 @@ down() {
   # shellcheck source=/dev/null
   source "$DIR/cluster.env"
   local var pid
-  for var in $(compgen -v | grep -E '^(EDGE|WORKER)[0-9]+_PID$'); do
+  for var in $(compgen -v | grep -E '^(EDGE|WORKER|SYNC|WA)[0-9]+_PID$'); do
     pid="${!var}"
     kill -TERM "$pid" 2>/dev/null || true
   done
   local tick
-  for var in $(compgen -v | grep -E '^(EDGE|WORKER)[0-9]+_PID$'); do
+  for var in $(compgen -v | grep -E '^(EDGE|WORKER|SYNC|WA)[0-9]+_PID$'); do
     pid="${!var}"
     # Draining is bounded by the processes' own timeout; this bounds it again.
     for ((tick = 0; tick < 200; tick++)); do

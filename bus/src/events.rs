@@ -17,6 +17,7 @@ pub mod kind {
     pub const CONVERSATION_NEW: &str = "conversation.new";
     pub const CONVERSATION_UPDATED: &str = "conversation.updated";
     pub const BOT_REPLY: &str = "bot.reply";
+    pub const SYNC_PENDING: &str = "sync.pending";
 }
 
 /// Any event an edge can receive.
@@ -131,6 +132,7 @@ mod tests {
             client_msg_id: None,
             source: Source::Bot,
             created_at: Timestamp(5),
+            content: None,
         };
         let event = Event::MessageNew(message);
         let envelope = event.envelope();

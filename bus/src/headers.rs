@@ -5,6 +5,8 @@
 pub const EVENT: &str = "Sb-Event";
 pub const CONVERSATION: &str = "Sb-Conversation";
 pub const MESSAGE: &str = "Sb-Message";
+/// The sync tenant a change or notification belongs to.
+pub const TENANT: &str = "Sb-Tenant";
 /// Where a command's result is to be published.
 pub const REPLY_TO: &str = "Sb-Reply-To";
 /// JetStream's deduplication key.

@@ -9,6 +9,10 @@ pub const CMD_SEND_MESSAGE: &str = "sb.cmd.chat.send_message";
 pub const CMD_CREATE_CONVERSATION: &str = "sb.cmd.chat.create_conversation";
 pub const CMD_SET_STATUS: &str = "sb.cmd.chat.set_status";
 pub const CMD_BOT_REPLY: &str = "sb.cmd.chat.bot_reply";
+/// The sync worker's share: changes for tenants' outboxes, and confirmations.
+pub const SYNC_COMMANDS: &str = "sb.cmd.sync.>";
+pub const CMD_SYNC_CHANGE: &str = "sb.cmd.sync.change";
+pub const CMD_SYNC_CONFIRM: &str = "sb.cmd.sync.confirm";
 /// WhatsApp webhook bodies, as received (durable).
 pub const WA_IN: &str = "sb.wa.in";
 /// Messages to send through the Graph API (durable).
@@ -51,6 +55,11 @@ pub fn conv_all(conversation_id: &str) -> String {
 /// Bot replies for the user with this WhatsApp number.
 pub fn user_phone_bot(phone: &str) -> String {
     format!("sb.phone.{}.bot", token(phone))
+}
+
+/// A tenant has unconfirmed sync changes (ephemeral; the outbox is in the store).
+pub fn sync_pending(tenant: &str) -> String {
+    format!("sb.sync.{}.pending", token(tenant))
 }
 
 /// Where command results for one edge node arrive.

@@ -139,6 +139,59 @@ impl Commands {
     }
 }
 
+/// Sync changes (contract §5): the sync worker answers in JSON.
+impl Commands {
+    /// Puts a change in a tenant's outbox; answers the stored change as clients see it.
+    pub async fn sync_change(
+        &self,
+        tenant: &str,
+        entity: String,
+        op: String,
+        data: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let change = pb::SyncChange {
+            id: Uuid::now_v7().to_string(),
+            tenant: tenant.to_owned(),
+            entity,
+            op,
+            data_json: data.to_string(),
+            at_ms: Timestamp::now().0,
+        };
+        let envelope = Envelope::new(subjects::CMD_SYNC_CHANGE, encode(&change))
+            .header(headers::TENANT, tenant)
+            .header(headers::MESSAGE, change.id.clone());
+        let mut answer = self.sync_call(envelope).await?;
+        answer.get_mut("change").map(serde_json::Value::take).ok_or_else(|| unexpected(None))
+    }
+
+    /// Confirms a tenant's changes through `cursor`, or those in `ids`; answers how many.
+    pub async fn sync_confirm(
+        &self,
+        tenant: &str,
+        cursor: Option<u64>,
+        ids: Vec<String>,
+    ) -> Result<u64, ApiError> {
+        let confirm = pb::SyncConfirm { tenant: tenant.to_owned(), cursor, ids };
+        let envelope =
+            Envelope::new(subjects::CMD_SYNC_CONFIRM, encode(&confirm)).header(headers::TENANT, tenant);
+        let answer = self.sync_call(envelope).await?;
+        answer.get("confirmed").and_then(serde_json::Value::as_u64).ok_or_else(|| unexpected(None))
+    }
+
+    async fn sync_call(&self, envelope: Envelope) -> Result<serde_json::Value, ApiError> {
+        let answer = self.caller.call(envelope, &Uuid::now_v7().to_string()).await?;
+        let value: serde_json::Value = serde_json::from_slice(&answer)
+            .map_err(|_| ApiError::unavailable("undecodable worker answer"))?;
+        match value.get("error") {
+            Some(error) => Err(ApiError::from_body(switchboard_proto::model::ErrorBody {
+                code: error["code"].as_str().unwrap_or("unavailable").to_owned(),
+                message: error["message"].as_str().unwrap_or_default().to_owned(),
+            })),
+            None => Ok(value),
+        }
+    }
+}
+
 fn command(kind: command::Kind) -> pb::Command {
     pb::Command { kind: Some(kind) }
 }

@@ -1,6 +1,7 @@
 //! What an edge node is told at start; the binary fills it from flags,
 //! environment and the TOML file.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -11,6 +12,46 @@ pub struct EdgeConfig {
     /// Browser origins allowed by CORS; empty allows none.
     pub cors_origins: Vec<String>,
     pub limits: Limits,
+    /// Sync clients' API keys (contract §5).
+    pub sync_api_keys: SyncApiKeys,
+    /// WhatsApp Cloud API webhooks (verify token, app secret).
+    pub whatsapp: crate::http::whatsapp::WebhookConfig,
+}
+
+/// API keys of sync clients, each belonging to one tenant.
+#[derive(Clone, Default)]
+pub struct SyncApiKeys(HashMap<String, String>);
+
+impl SyncApiKeys {
+    /// The tenant a key belongs to.
+    pub fn tenant(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, tenant: &str, key: &str) {
+        self.0.insert(key.to_owned(), tenant.to_owned());
+    }
+}
+
+impl std::fmt::Debug for SyncApiKeys {
+    /// Tenants only: keys are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.values()).finish()
+    }
+}
+
+/// `tenant=key` pairs, comma-separated.
+pub fn parse_api_keys(text: &str) -> Result<SyncApiKeys, String> {
+    let mut keys = SyncApiKeys::default();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((tenant, key)) if !tenant.trim().is_empty() && !key.trim().is_empty() => {
+                keys.insert(tenant.trim(), key.trim())
+            }
+            _ => return Err(format!("{pair:?} is not tenant=key")),
+        }
+    }
+    Ok(keys)
 }
 
 /// Contract §9: everything a client can make the edge hold is bounded.
@@ -52,5 +93,22 @@ impl Default for Limits {
             max_recovery: 1000,
             command_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_are_tenant_key_pairs() {
+        let keys = parse_api_keys(" store-1=k1, store-2 = k2 ,,").unwrap();
+        assert_eq!(keys.tenant("k1"), Some("store-1"));
+        assert_eq!(keys.tenant("k2"), Some("store-2"));
+        assert_eq!(keys.tenant("store-1"), None);
+        assert!(!format!("{keys:?}").contains("k1"));
+        assert!(parse_api_keys("").unwrap().tenant("").is_none());
+        assert!(parse_api_keys("store-1").is_err());
+        assert!(parse_api_keys("=k1").is_err());
     }
 }

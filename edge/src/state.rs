@@ -15,6 +15,7 @@ use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::feed::Feeds;
 use crate::socketio::relays::PhoneRelays;
+use crate::socketio::sync::SyncRelays;
 
 pub struct EdgeState {
     pub config: EdgeConfig,
@@ -23,6 +24,8 @@ pub struct EdgeState {
     pub commands: Commands,
     pub feeds: Feeds,
     pub phones: PhoneRelays,
+    /// Sync notifications, per tenant (namespace `/sync`).
+    pub sync: SyncRelays,
     pub verifier: Verifier,
     pub io: socketioxide::SocketIo,
     pub metrics: PrometheusHandle,
@@ -45,8 +48,10 @@ impl EdgeState {
         metrics: PrometheusHandle,
     ) -> Self {
         let verifier = Verifier::hs256(&config.jwt_secret);
+        let sync = SyncRelays::new(bus.clone(), io.clone());
         Self {
             config,
+            sync,
             bus,
             store,
             commands,

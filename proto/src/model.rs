@@ -140,6 +140,11 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     pub source: Source,
     pub created_at: Timestamp,
+    /// What a non-text message carries (WhatsApp media, location, interactive
+    /// reply, contacts), as `{type, ...}`; `text` then holds a caption or summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub content: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -171,6 +176,16 @@ pub struct StatusUpdate {
     pub conversation_id: String,
     pub status: DeliveryStatus,
     pub timestamp: Timestamp,
+    /// Why a `failed` message failed (the provider's code and title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StatusError>,
+}
+
+/// A provider's reason for a `failed` status (WhatsApp: Graph API code and title).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusError {
+    pub code: i64,
+    pub title: String,
 }
 
 /// A stable error code and a human message: the one error shape of HTTP
@@ -221,6 +236,7 @@ impl From<&Message> for pb::Message {
             client_msg_id: m.client_msg_id.clone(),
             source: m.source.as_str().into(),
             created_at_ms: m.created_at.0,
+            content_json: m.content.as_ref().map(|c| c.to_string()),
         }
     }
 }
@@ -237,6 +253,10 @@ impl TryFrom<pb::Message> for Message {
             client_msg_id: m.client_msg_id,
             source: parse_wire(Source::parse, &m.source, "source")?,
             created_at: Timestamp(m.created_at_ms),
+            content: m
+                .content_json
+                .map(|c| serde_json::from_str(&c).map_err(|_| Malformed("content")))
+                .transpose()?,
         })
     }
 }
@@ -291,6 +311,8 @@ impl From<&StatusUpdate> for pb::MessageStatus {
             conversation_id: s.conversation_id.clone(),
             status: s.status.as_str().into(),
             at_ms: s.timestamp.0,
+            error_code: s.error.as_ref().map(|e| e.code),
+            error_title: s.error.as_ref().map(|e| e.title.clone()),
         }
     }
 }
@@ -303,6 +325,7 @@ impl TryFrom<pb::MessageStatus> for StatusUpdate {
             conversation_id: s.conversation_id,
             status: parse_wire(DeliveryStatus::parse, &s.status, "status")?,
             timestamp: Timestamp(s.at_ms),
+            error: s.error_code.map(|code| StatusError { code, title: s.error_title.unwrap_or_default() }),
         })
     }
 }
@@ -333,6 +356,7 @@ mod tests {
             client_msg_id: Some("k1".into()),
             source: Source::Agent,
             created_at: Timestamp(1_700_000_000_123),
+            content: None,
         }
     }
 

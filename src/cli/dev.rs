@@ -1,5 +1,5 @@
 //! `switchboard dev`: the embedded default. One process runs an edge and the
-//! persist worker on the in-process bus, with an SQLite file; nothing to install.
+//! persist and sync workers on the in-process bus, with an SQLite file; nothing to install.
 
 use std::sync::Arc;
 
@@ -9,6 +9,8 @@ use switchboard_edge::Edge;
 use switchboard_edge::auth::{Claims, mint};
 use switchboard_store::{SqliteStore, Store};
 use switchboard_workers::persist::Persist;
+use switchboard_workers::sync::SyncWorker;
+use switchboard_workers::whatsapp::Whatsapp;
 
 use super::serve::{bind, edge_config, metrics_recorder, serve};
 use super::settings::Resolved;
@@ -22,13 +24,29 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
         None => (dev_secret(&settings)?, true),
     };
     let metrics = metrics_recorder()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
+    let sqlite = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
 
     let worker = Persist::new(bus.clone(), store.clone(), "dev-worker", settings.bot_reply_ttl).await?;
     tokio::spawn(async move {
         if let Err(e) = worker.run(std::future::pending()).await {
             tracing::error!(error = %e, "persist worker stopped");
+        }
+    });
+
+    let sync = SyncWorker::new(bus.clone(), store.clone());
+    tokio::spawn(async move {
+        if let Err(e) = sync.run(std::future::pending()).await {
+            tracing::error!(error = %e, "sync worker stopped");
+        }
+    });
+
+    // Harmless without WhatsApp settings: nothing arrives, and sends fail as not configured.
+    let whatsapp = Whatsapp::new(bus.clone(), sqlite, settings.whatsapp.clone());
+    tokio::spawn(async move {
+        if let Err(e) = whatsapp.run(std::future::pending()).await {
+            tracing::error!(error = %e, "whatsapp worker stopped");
         }
     });
 

@@ -21,6 +21,8 @@ pub fn edge_config(settings: &Resolved, node_id: &str, jwt_secret: String) -> Ed
         jwt_secret,
         cors_origins: settings.cors_origins.clone(),
         limits: settings.limits.clone(),
+        sync_api_keys: settings.sync_api_keys.clone(),
+        whatsapp: settings.wa_webhook.clone(),
     }
 }
 

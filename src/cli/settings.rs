@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
-use switchboard_edge::config::Limits;
+use switchboard_edge::config::{Limits, SyncApiKeys, parse_api_keys};
+use switchboard_edge::http::whatsapp::WebhookConfig;
+use switchboard_workers::whatsapp::WhatsappConfig;
 
 /// Declares the settings once: each is a flag, an environment variable and a
 /// TOML key (the flag's name with `_`).
@@ -65,6 +67,20 @@ settings! {
     bot_reply_ttl_s: u64 = "SWITCHBOARD_BOT_REPLY_TTL_S",
     /// Seconds SIGTERM waits for in-flight work before exiting.
     drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
+    /// WhatsApp: the token Meta echoes in the webhook verification handshake.
+    wa_verify_token: String = "SWITCHBOARD_WA_VERIFY_TOKEN",
+    /// WhatsApp: the app secret that signs webhooks (X-Hub-Signature-256).
+    wa_app_secret: String = "SWITCHBOARD_WA_APP_SECRET",
+    /// WhatsApp: the Graph API access token sends use.
+    wa_access_token: String = "SWITCHBOARD_WA_ACCESS_TOKEN",
+    /// WhatsApp: the business phone number id messages are sent from.
+    wa_phone_number_id: String = "SWITCHBOARD_WA_PHONE_NUMBER_ID",
+    /// WhatsApp: the Graph API base URL.
+    wa_graph_base: String = "SWITCHBOARD_WA_GRAPH_BASE",
+    /// WhatsApp: sends per second per phone number.
+    wa_rate: u32 = "SWITCHBOARD_WA_RATE",
+    /// Sync API keys, `tenant=key` pairs, comma-separated.
+    sync_api_keys: String = "SWITCHBOARD_SYNC_API_KEYS",
 }
 
 /// Settings with every default applied.
@@ -80,6 +96,11 @@ pub struct Resolved {
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub bot_reply_ttl: Duration,
+    pub sync_api_keys: SyncApiKeys,
+    /// The webhook's side of WhatsApp (edges).
+    pub wa_webhook: WebhookConfig,
+    /// The sending side of WhatsApp (`worker whatsapp`).
+    pub whatsapp: WhatsappConfig,
 }
 
 impl Settings {
@@ -118,6 +139,21 @@ impl Settings {
             limits,
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
             bot_reply_ttl: Duration::from_secs(s.bot_reply_ttl_s.unwrap_or(7 * 24 * 3600)),
+            sync_api_keys: parse_api_keys(s.sync_api_keys.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SYNC_API_KEYS: {e}"))?,
+            wa_webhook: WebhookConfig {
+                verify_token: s.wa_verify_token.filter(|t| !t.is_empty()),
+                app_secret: s.wa_app_secret.filter(|t| !t.is_empty()),
+            },
+            whatsapp: WhatsappConfig {
+                access_token: s.wa_access_token.filter(|t| !t.is_empty()),
+                phone_number_id: s.wa_phone_number_id.filter(|t| !t.is_empty()),
+                graph_base: s
+                    .wa_graph_base
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| WhatsappConfig::default().graph_base),
+                rate: s.wa_rate.unwrap_or(80).max(1),
+            },
         })
     }
 }

@@ -3,6 +3,7 @@
 //! - [`Store`]: the one interface the workers write through and edges read from.
 //! - [`sqlite`]: the embedded store of `switchboard dev`.
 //! - [`postgres`]: the shared store of a deployment, written by many processes.
+//! - [`sync`]: the tenants' outboxes of sync changes (seed 002's POS clients).
 //!
 //! The store is the sequencer: a message's offset is assigned in the same
 //! transaction that stores it, from its conversation's `last_offset`, so
@@ -10,6 +11,8 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod sync;
+pub mod whatsapp;
 
 use async_trait::async_trait;
 use switchboard_proto::model::{
@@ -20,6 +23,8 @@ use uuid::Uuid;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use sync::{Change, Confirm, NewChange, SyncStore};
+pub use whatsapp::{OutboxClaim, WhatsappStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,6 +55,8 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
     pub source: Source,
     pub created_at: Timestamp,
+    /// What a non-text message carries (`Message::content`).
+    pub content: Option<serde_json::Value>,
     /// Create the conversation for this customer when it does not exist.
     pub create_for: Option<Customer>,
 }
@@ -93,7 +100,7 @@ pub struct QueuedBotReply {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SyncStore + Send + Sync + 'static {
     /// Creates it, or returns the existing one (`false`) when the id is taken.
     async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
     async fn conversation(&self, id: &str) -> Result<Option<Conversation>>;

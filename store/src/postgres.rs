@@ -28,7 +28,7 @@ const MAX_CONNECTIONS: u32 = 16;
 // Macros rather than consts so that `concat!` keeps every query a static string.
 macro_rules! message_columns {
     () => {
-        "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at"
+        "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content"
     };
 }
 
@@ -38,7 +38,7 @@ macro_rules! conversation_select {
          c.assignee, c.created_at, c.updated_at, \
          m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
          m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
-         m.source AS m_source, m.created_at AS m_created_at \
+         m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content \
          FROM conversations c \
          LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset "
     };
@@ -46,7 +46,7 @@ macro_rules! conversation_select {
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {
@@ -70,7 +70,7 @@ impl PgStore {
     /// Runs `work` in a transaction, committed when it succeeds and rolled back
     /// at once when it fails: a dropped transaction is only rolled back when its
     /// connection is next used, and would hold its row locks until then.
-    async fn write<T>(&self, work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
+    pub(crate) async fn write<T>(&self, work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
         let mut tx = self.pool.begin().await?;
         match work(&mut tx).await {
             Ok(value) => {
@@ -122,6 +122,7 @@ fn message_from_row(row: &PgRow, prefix: &str, conversation_id: &str) -> Result<
         client_msg_id: row.try_get(col("client_msg_id").as_str())?,
         source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
         created_at: from_time(row.try_get(col("created_at").as_str())?),
+        content: crate::sqlite::content_from(row.try_get(col("content").as_str())?)?,
     })
 }
 
@@ -234,7 +235,7 @@ async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) 
         .await?;
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-         client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         client_msg_id, source, created_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&new.conversation_id)
     .bind(offset)
@@ -246,6 +247,7 @@ async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) 
     .bind(&new.client_msg_id)
     .bind(new.source.as_str())
     .bind(at)
+    .bind(new.content.as_ref().map(|c| c.to_string()))
     .execute(conn)
     .await?;
     Ok(())
@@ -291,7 +293,7 @@ async fn set_status_in(
     let current = parse(row.try_get("status")?, DeliveryStatus::parse, "messages.status")?;
     if !status.advances(current) {
         let timestamp = from_time(row.try_get("since")?);
-        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp };
+        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None };
         return Ok(Some(StatusChange { update, changed: false }));
     }
     sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
@@ -300,7 +302,7 @@ async fn set_status_in(
         .bind(to_time(at)?)
         .execute(conn)
         .await?;
-    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at };
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None };
     Ok(Some(StatusChange { update, changed: true }))
 }
 

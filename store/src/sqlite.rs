@@ -26,11 +26,11 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.
      c.customer_phone, c.assignee, c.created_at, c.updated_at, \
      m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
      m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
-     m.source AS m_source, m.created_at AS m_created_at";
+     m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content";
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -68,7 +68,10 @@ impl SqliteStore {
     /// Runs `work` in a write transaction, committed when it succeeds and
     /// rolled back at once when it fails: SQLite's write lock must not wait
     /// for a dropped transaction to be cleaned up.
-    async fn write<T>(&self, work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>) -> Result<T> {
+    pub(crate) async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
         // IMMEDIATE takes the write lock first, so two writers cannot both
         // read the same last_offset.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -106,7 +109,12 @@ fn message_from_row(row: &SqliteRow, prefix: &str, conversation_id: &str) -> Res
         client_msg_id: row.try_get(col("client_msg_id").as_str())?,
         source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
         created_at: Timestamp(row.try_get(col("created_at").as_str())?),
+        content: content_from(row.try_get(col("content").as_str())?)?,
     })
+}
+
+pub(crate) fn content_from(text: Option<String>) -> Result<Option<serde_json::Value>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|_| StoreError::Corrupt("messages.content"))).transpose()
 }
 
 fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
@@ -133,7 +141,7 @@ fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at";
+    "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content";
 
 async fn insert_conversation(conn: &mut SqliteConnection, new: &NewConversation) -> Result<bool> {
     let inserted = sqlx::query(
@@ -199,7 +207,7 @@ async fn append_in(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Appe
     let offset = offset.ok_or_else(missing)?;
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-         client_msg_id, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         client_msg_id, source, created_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&new.conversation_id)
     .bind(offset)
@@ -211,6 +219,7 @@ async fn append_in(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Appe
     .bind(&new.client_msg_id)
     .bind(new.source.as_str())
     .bind(new.created_at.0)
+    .bind(new.content.as_ref().map(|c| c.to_string()))
     .execute(&mut *conn)
     .await?;
     let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
@@ -235,7 +244,7 @@ async fn set_status_in(
     if !status.advances(current) {
         let since: Option<i64> = row.try_get("status_at")?;
         let timestamp = Timestamp(since.unwrap_or(row.try_get("created_at")?));
-        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp };
+        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None };
         return Ok(Some(StatusChange { update, changed: false }));
     }
     sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
@@ -244,7 +253,7 @@ async fn set_status_in(
         .bind(at.0)
         .execute(&mut *conn)
         .await?;
-    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at };
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None };
     Ok(Some(StatusChange { update, changed: true }))
 }
 

@@ -3,5 +3,9 @@
 //! - [`persist`]: the command stream into the store: messages get their
 //!   offsets here, conversations are created, statuses move forward, bot
 //!   replies are queued; then the results go back out as events.
+//! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
+//! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out.
 
 pub mod persist;
+pub mod sync;
+pub mod whatsapp;

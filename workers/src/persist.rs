@@ -174,6 +174,8 @@ impl Persist {
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
         self.announce(Event::MessageNew(appended.message.clone())).await?;
+        // Before the ack, so a message for WhatsApp is never left unsent.
+        crate::whatsapp::outbound::forward(self.bus.as_ref(), &appended).await.map_err(Failure::Bus)?;
         Ok(result(appended.created, command_result::Outcome::Message((&appended.message).into())))
     }
 
@@ -271,6 +273,7 @@ fn new_message(send: pb::SendMessage) -> Result<NewMessage, Failure> {
         client_msg_id: send.client_msg_id,
         source: Source::parse(&send.source).ok_or(Malformed("source"))?,
         created_at: Timestamp(send.created_at_ms),
+        content: None,
         create_for: send.create_for.map(Customer::from),
     })
 }

@@ -3,11 +3,14 @@
 //! - [`conversations`]: conversations and their messages, the service API.
 //! - [`compat`]: the endpoints our users' existing systems call (seeds 000,
 //!   001, 004).
+//! - [`sync`]: sync changes for POS clients, pulled and confirmed with an API key.
 //! - [`ops`]: health, readiness, metrics and the OpenAPI document.
 
 pub mod compat;
 pub mod conversations;
 pub mod ops;
+pub mod sync;
+pub mod whatsapp;
 
 use std::sync::Arc;
 
@@ -31,7 +34,10 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(compat::routes())
         .merge(ops::routes())
+        .merge(sync::routes())
         .layer(DefaultBodyLimit::max(limits.max_payload))
+        // Its own, larger limit (Meta's payloads reach 3 MB), and signed, not authenticated.
+        .merge(whatsapp::routes())
         .with_state(state)
 }
 

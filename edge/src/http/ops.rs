@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, compat, conversations};
+use super::{AppState, compat, conversations, sync, whatsapp};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -55,6 +55,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         conversations::set_status,
         compat::bot_reply,
         compat::notify_message,
+        sync::pull_changes,
+        sync::confirm,
+        sync::post_change,
+        whatsapp::verify,
+        whatsapp::receive,
     ),
     modifiers(&BearerAuth)
 )]

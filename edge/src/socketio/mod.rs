@@ -4,10 +4,12 @@
 //!   chat operations (`crate::chat`) see it.
 //! - [`fanout`]: conversation events onto sockets; rooms.
 //! - [`relays`]: the agents' inbox and bot replies per phone number.
+//! - [`sync`]: namespace `/sync`, sync notifications for POS clients.
 
 pub mod fanout;
 pub mod relays;
 pub mod session;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub fn layer(limits: &Limits) -> (SocketIoLayer, SocketIo) {
 
 pub fn register(state: Arc<EdgeState>) {
     let io = state.io.clone();
+    let state_for_sync = state.clone();
     let admit = {
         let state = state.clone();
         move |socket: SocketRef, TryData(auth): TryData<Value>| {
@@ -55,6 +58,7 @@ pub fn register(state: Arc<EdgeState>) {
         async move { on_connect(state, socket).await }
     };
     io.ns("/", connect.with(admit));
+    sync::register(state_for_sync);
 }
 
 /// Runs before the client is told it is connected: socketioxide sends the

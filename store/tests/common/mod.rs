@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, Role, Sender, Timestamp};
 use switchboard_store::{
-    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Store, StoreError,
+    Appended, Change, Confirm, InboxFilter, NewChange, NewConversation, NewMessage, QueuedBotReply, Store,
+    StoreError,
 };
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -39,6 +40,9 @@ macro_rules! behaviour_tests {
             concurrent_takers_get_each_bot_reply_once,
             a_failed_write_does_not_keep_the_database_locked,
             a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
+            sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers,
+            concurrent_redeliveries_of_a_sync_change_store_it_once,
+            pending_sync_changes_come_in_seq_order_until_confirmed,
         );
     };
     (@each $run:path; $($name:ident),+ $(,)?) => {
@@ -90,6 +94,7 @@ fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> N
         client_msg_id: client_msg_id.map(Into::into),
         source: Role::Agent.source(),
         created_at: Timestamp::now(),
+        content: None,
         create_for: None,
     }
 }
@@ -425,4 +430,83 @@ pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_i
     assert_eq!(outcomes[2].as_ref().unwrap().message.offset, 2);
     assert!(!outcomes[3].as_ref().unwrap().created);
     assert_eq!(texts_after(&*store, "c1", 0).await, ["one", "two"]);
+}
+
+fn new_change(tenant: &str, n: usize) -> NewChange {
+    NewChange {
+        id: Uuid::now_v7(),
+        tenant: tenant.into(),
+        entity: "order".into(),
+        op: "create".into(),
+        data: format!(r#"{{"n": {n}, "items": [{{"sku": "a.1", "qty": 2}}], "note": "caf\u00e9 \"x\""}}"#),
+        at: Timestamp::now(),
+    }
+}
+
+fn seqs(changes: &[Change]) -> Vec<u64> {
+    changes.iter().map(|c| c.seq).collect()
+}
+
+pub async fn sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers(db: Db) {
+    let mut tasks = JoinSet::new();
+    for (i, store) in db.both().into_iter().cycle().take(50).enumerate() {
+        let tenant = if i % 5 == 0 { "tenant.b" } else { "tenant-a" };
+        tasks.spawn(async move { store.append_change(new_change(tenant, i)).await.unwrap() });
+    }
+    for (change, created) in tasks.join_all().await {
+        assert!(created);
+        assert!(change.confirmed_at.is_none());
+    }
+    let a = db.store.pending_changes("tenant-a", 1000).await.unwrap();
+    let b = db.other.pending_changes("tenant.b", 1000).await.unwrap();
+    assert_eq!(seqs(&a), (1..=40).collect::<Vec<_>>());
+    assert_eq!(seqs(&b), (1..=10).collect::<Vec<_>>());
+    assert!(a.iter().all(|c| c.tenant == "tenant-a") && b.iter().all(|c| c.tenant == "tenant.b"));
+    assert_eq!(db.store.last_change_seq("tenant-a").await.unwrap(), 40);
+    assert_eq!(db.store.last_change_seq("nobody").await.unwrap(), 0);
+    let data: serde_json::Value = serde_json::from_str(&a[0].data).unwrap();
+    assert_eq!(data["items"][0]["sku"], "a.1");
+    assert_eq!(data["note"], "caf\u{e9} \"x\"");
+}
+
+pub async fn concurrent_redeliveries_of_a_sync_change_store_it_once(db: Db) {
+    let first = new_change("t1", 1);
+    let mut tasks = JoinSet::new();
+    for store in db.both().into_iter().cycle().take(8) {
+        let change = first.clone();
+        tasks.spawn(async move { store.append_change(change).await.unwrap() });
+    }
+    let outcomes = tasks.join_all().await;
+    assert_eq!(outcomes.iter().filter(|(_, created)| *created).count(), 1);
+    assert!(outcomes.iter().all(|(c, _)| c.id == first.id && c.seq == 1));
+    let (second, created) = db.store.append_change(new_change("t1", 2)).await.unwrap();
+    assert!(created);
+    assert_eq!(second.seq, 2);
+    let (again, created) = db.other.append_change(first.clone()).await.unwrap();
+    assert!(!created);
+    assert_eq!((again.seq, again.entity.as_str(), again.op.as_str()), (1, "order", "create"));
+}
+
+pub async fn pending_sync_changes_come_in_seq_order_until_confirmed(db: Db) {
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(db.store.append_change(new_change("pos", n)).await.unwrap().0.id);
+    }
+    let (elsewhere, _) = db.store.append_change(new_change("other", 1)).await.unwrap();
+    assert!(!db.store.has_pending_changes("nobody").await.unwrap());
+    assert_eq!(seqs(&db.store.pending_changes("pos", 3).await.unwrap()), [1, 2, 3]);
+    let now = Timestamp::now();
+    assert_eq!(db.other.confirm_changes("pos", &Confirm::Through(2), now).await.unwrap(), 2);
+    assert_eq!(seqs(&db.store.pending_changes("pos", 100).await.unwrap()), [3, 4, 5]);
+    // Another tenant's id confirms nothing here.
+    let by_ids = Confirm::Ids(vec![ids[3], elsewhere.id]);
+    assert_eq!(db.store.confirm_changes("pos", &by_ids, now).await.unwrap(), 1);
+    assert_eq!(db.store.confirm_changes("pos", &by_ids, now).await.unwrap(), 0);
+    assert_eq!(seqs(&db.other.pending_changes("pos", 100).await.unwrap()), [3, 5]);
+    assert!(db.store.has_pending_changes("pos").await.unwrap());
+    assert_eq!(db.store.confirm_changes("pos", &Confirm::Through(u64::MAX), now).await.unwrap(), 2);
+    assert!(!db.other.has_pending_changes("pos").await.unwrap());
+    assert!(db.store.pending_changes("pos", 100).await.unwrap().is_empty());
+    assert_eq!(db.store.last_change_seq("pos").await.unwrap(), 5);
+    assert_eq!(seqs(&db.store.pending_changes("other", 100).await.unwrap()), [1]);
 }

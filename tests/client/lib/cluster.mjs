@@ -143,7 +143,7 @@ export async function startCluster({ edges = 2, workers = 2, env = {}, ownDataba
   try {
     await run("bash", [SCRIPT, "up", dir], { env: childEnv });
   } catch (err) {
-    const logs = ["edge1", "edge2", "worker1", "worker2"]
+    const logs = ["edge1", "edge2", "worker1", "worker2", "sync1"]
       .map((n) => `--- ${n} ---\n${readLog(dir, n)}`)
       .join("\n");
     await run("bash", [SCRIPT, "down", dir]).catch(() => {});
