@@ -100,7 +100,7 @@ pub struct QueuedBotReply {
 }
 
 #[async_trait]
-pub trait Store: SyncStore + Send + Sync + 'static {
+pub trait Store: SyncStore + WhatsappStore + Send + Sync + 'static {
     /// Creates it, or returns the existing one (`false`) when the id is taken.
     async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
     async fn conversation(&self, id: &str) -> Result<Option<Conversation>>;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, Role, Sender, Timestamp};
 use switchboard_store::{
-    Appended, Change, Confirm, InboxFilter, NewChange, NewConversation, NewMessage, QueuedBotReply, Store,
-    StoreError,
+    Appended, Change, Confirm, InboxFilter, NewChange, NewConversation, NewMessage, OutboxClaim,
+    QueuedBotReply, Store, StoreError,
 };
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -43,6 +43,8 @@ macro_rules! behaviour_tests {
             sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers,
             concurrent_redeliveries_of_a_sync_change_store_it_once,
             pending_sync_changes_come_in_seq_order_until_confirmed,
+            one_of_two_workers_claims_a_whatsapp_send_and_a_sent_one_is_never_claimed_again,
+            an_expired_whatsapp_lease_is_claimed_again_and_giving_up_is_final,
         );
     };
     (@each $run:path; $($name:ident),+ $(,)?) => {
@@ -509,4 +511,50 @@ pub async fn pending_sync_changes_come_in_seq_order_until_confirmed(db: Db) {
     assert!(db.store.pending_changes("pos", 100).await.unwrap().is_empty());
     assert_eq!(db.store.last_change_seq("pos").await.unwrap(), 5);
     assert_eq!(seqs(&db.store.pending_changes("other", 100).await.unwrap()), [1]);
+}
+
+pub async fn one_of_two_workers_claims_a_whatsapp_send_and_a_sent_one_is_never_claimed_again(db: Db) {
+    let id = Uuid::now_v7();
+    let claims: Vec<OutboxClaim> =
+        db.both()
+            .into_iter()
+            .map(|store| async move {
+                store.claim_send(id, "15551234567", Timestamp(NOW), 120_000).await.unwrap()
+            })
+            .collect::<JoinSet<_>>()
+            .join_all()
+            .await;
+    let sending = claims.iter().filter(|c| matches!(c, OutboxClaim::Send { .. })).count();
+    assert_eq!(sending, 1, "exactly one worker sends: {claims:?}");
+    assert!(claims.contains(&OutboxClaim::InFlight));
+    assert!(db.store.record_sent(id, "wamid.A", Timestamp(NOW + 1)).await.unwrap());
+    assert!(!db.other.record_sent(id, "wamid.B", Timestamp(NOW + 2)).await.unwrap(), "Meta's first id stays");
+    let later = db.other.claim_send(id, "15551234567", Timestamp(NOW + 10_000_000), 120_000).await.unwrap();
+    assert_eq!(later, OutboxClaim::Sent("wamid.A".into()));
+    assert_eq!(db.store.message_by_wamid("wamid.A").await.unwrap(), Some(id));
+    assert_eq!(db.store.message_by_wamid("wamid.B").await.unwrap(), None);
+}
+
+pub async fn an_expired_whatsapp_lease_is_claimed_again_and_giving_up_is_final(db: Db) {
+    let id = Uuid::now_v7();
+    let store = db.store;
+    assert!(matches!(
+        store.claim_send(id, "1555", Timestamp(NOW), 1_000).await.unwrap(),
+        OutboxClaim::Send { .. }
+    ));
+    assert_eq!(
+        store.claim_send(id, "1555", Timestamp(NOW + 500), 1_000).await.unwrap(),
+        OutboxClaim::InFlight
+    );
+    assert!(!store.record_failure(id, "500 from Graph", false, Timestamp(NOW + 600)).await.unwrap());
+    // The worker that held it died: after the lease another one sends.
+    assert!(matches!(
+        store.claim_send(id, "1555", Timestamp(NOW + 5_000), 1_000).await.unwrap(),
+        OutboxClaim::Send { .. }
+    ));
+    assert!(store.record_failure(id, "131047", true, Timestamp(NOW + 5_100)).await.unwrap());
+    assert_eq!(
+        store.claim_send(id, "1555", Timestamp(NOW + 99_000), 1_000).await.unwrap(),
+        OutboxClaim::Failed
+    );
 }

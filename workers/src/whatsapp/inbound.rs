@@ -16,16 +16,16 @@ use switchboard_bus::{Bus, Delivery, DurableStream, subjects};
 use switchboard_proto::model::{
     Channel, Customer, DeliveryStatus, Role, Sender, Source, StatusError, Timestamp,
 };
-use switchboard_store::{NewConversation, NewMessage, StoreError};
+use switchboard_store::{NewConversation, NewMessage, Store, StoreError};
 use uuid::Uuid;
 
-use super::{DURABLE_IN, WaStore, announce};
+use super::{DURABLE_IN, announce};
 
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct Inbound {
     bus: Arc<dyn Bus>,
-    store: Arc<dyn WaStore>,
+    store: Arc<dyn Store>,
 }
 
 /// One inbound message, read out of the envelope.
@@ -82,7 +82,7 @@ impl From<switchboard_bus::BusError> for Failure {
 }
 
 impl Inbound {
-    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn WaStore>) -> Self {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
         Self { bus, store }
     }
 

@@ -14,11 +14,7 @@ use std::sync::Arc;
 
 use switchboard_bus::Bus;
 use switchboard_bus::events::Event;
-use switchboard_store::{Store, WhatsappStore};
-
-/// A store with the WhatsApp outbox.
-pub trait WaStore: Store + WhatsappStore {}
-impl<T: Store + WhatsappStore> WaStore for T {}
+use switchboard_store::Store;
 
 /// The durable consumers every whatsapp process shares.
 pub const DURABLE_IN: &str = "whatsapp-in";
@@ -50,12 +46,12 @@ impl Default for WhatsappConfig {
 /// Both halves, in one process.
 pub struct Whatsapp {
     bus: Arc<dyn Bus>,
-    store: Arc<dyn WaStore>,
+    store: Arc<dyn Store>,
     config: WhatsappConfig,
 }
 
 impl Whatsapp {
-    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn WaStore>, config: WhatsappConfig) -> Self {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: WhatsappConfig) -> Self {
         Self { bus, store, config }
     }
 

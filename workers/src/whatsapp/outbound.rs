@@ -17,13 +17,13 @@ use switchboard_bus::events::{Event, encode};
 use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
 use switchboard_proto::model::{Channel, DeliveryStatus, Source, StatusError, StatusUpdate, Timestamp};
 use switchboard_proto::pb;
-use switchboard_store::{Appended, OutboxClaim};
+use switchboard_store::{Appended, OutboxClaim, Store};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::graph::{Graph, SendError};
-use super::{DURABLE_OUT, WaStore, WhatsappConfig, announce};
+use super::{DURABLE_OUT, WhatsappConfig, announce};
 
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Sends in flight at once per process.
@@ -60,14 +60,14 @@ pub async fn forward(bus: &dyn Bus, appended: &Appended) -> switchboard_bus::Res
 
 pub struct Outbound {
     bus: Arc<dyn Bus>,
-    store: Arc<dyn WaStore>,
+    store: Arc<dyn Store>,
     config: WhatsappConfig,
     graph: Graph,
     pace: Pace,
 }
 
 impl Outbound {
-    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn WaStore>, config: WhatsappConfig) -> anyhow::Result<Self> {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: WhatsappConfig) -> anyhow::Result<Self> {
         let graph = Graph::new(&config.graph_base)?;
         let pace = Pace::new(config.rate.max(1));
         Ok(Self { bus, store, config, graph, pace })
