@@ -199,14 +199,22 @@ async fn create_for_message(conn: &mut PgConnection, new: &NewMessage) -> Result
     insert_conversation(conn, &conversation).await
 }
 
-/// Locks the conversation's row until the transaction ends and returns its
-/// `last_offset`, or `None` when the conversation does not exist.
-async fn lock_conversation(conn: &mut PgConnection, id: &str) -> Result<Option<i64>> {
-    let last_offset = sqlx::query_scalar("SELECT last_offset FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(last_offset)
+/// Locks the conversation's row until the transaction ends and returns it
+/// (without its last message) and its `last_offset`, or `None` when it does
+/// not exist. Only the locked row is re-read when the lock was waited for:
+/// a join here would see the other writer's message from an older snapshot.
+async fn lock_conversation(conn: &mut PgConnection, id: &str) -> Result<Option<(Conversation, u64)>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, c.assignee, \
+         c.created_at, c.updated_at, c.last_offset, NULL::uuid AS m_id FROM conversations c \
+         WHERE c.id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let last_offset: i64 = row.try_get("last_offset")?;
+    Ok(Some((conversation_from_row(&row)?, last_offset as u64)))
 }
 
 async fn stored_duplicate(conn: &mut PgConnection, new: &NewMessage) -> Result<Option<Message>> {
@@ -225,16 +233,12 @@ async fn stored_duplicate(conn: &mut PgConnection, new: &NewMessage) -> Result<O
     row.as_ref().map(located_message_from_row).transpose()
 }
 
+/// Bumps the conversation's `last_offset` and inserts the message, in one
+/// round trip (a data-modifying CTE runs whether or not it is read).
 async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) -> Result<()> {
-    let at = to_time(new.created_at)?;
-    sqlx::query("UPDATE conversations SET last_offset = $2, updated_at = $3 WHERE id = $1")
-        .bind(&new.conversation_id)
-        .bind(offset)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+        "WITH bumped AS (UPDATE conversations SET last_offset = $2, updated_at = $10 WHERE id = $1) \
+         INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
          client_msg_id, source, created_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&new.conversation_id)
@@ -246,31 +250,44 @@ async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) 
     .bind(&new.text)
     .bind(&new.client_msg_id)
     .bind(new.source.as_str())
-    .bind(at)
+    .bind(to_time(new.created_at)?)
     .bind(new.content.as_ref().map(|c| c.to_string()))
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// Three round trips: lock (with the conversation as it is), duplicate check,
+/// insert; the conversation afterwards is known without reading it again.
+/// A duplicate (rare: a redelivery or a retry) reads it again.
 async fn append_in(conn: &mut PgConnection, new: &NewMessage) -> Result<Appended> {
     let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
     let conversation_created = create_for_message(conn, new).await?;
     // The lock comes before the duplicate check: a concurrent writer of the same
     // message (a redelivery in another process) has then either committed, and
     // is seen below, or waits for us. Checking first would let both insert.
-    let last_offset = lock_conversation(conn, &new.conversation_id).await?.ok_or_else(missing)?;
-    let duplicate = stored_duplicate(conn, new).await?;
-    let created = duplicate.is_none();
-    if created {
-        insert_message(conn, new, last_offset + 1).await?;
+    let (mut conversation, last_offset) =
+        lock_conversation(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+    if let Some(message) = stored_duplicate(conn, new).await? {
+        let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+        return Ok(Appended { message, created: false, conversation, conversation_created });
     }
-    let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
-    let message = match duplicate {
-        Some(message) => message,
-        None => conversation.last_message.clone().ok_or(StoreError::Corrupt("messages"))?,
+    let offset = last_offset + 1;
+    insert_message(conn, new, offset as i64).await?;
+    let message = Message {
+        id: new.id,
+        conversation_id: new.conversation_id.clone(),
+        offset,
+        sender: new.sender.clone(),
+        text: new.text.clone(),
+        client_msg_id: new.client_msg_id.clone(),
+        source: new.source,
+        created_at: new.created_at,
+        content: new.content.clone(),
     };
-    Ok(Appended { message, created, conversation, conversation_created })
+    conversation.updated_at = new.created_at;
+    conversation.last_message = Some(message.clone());
+    Ok(Appended { message, created: true, conversation, conversation_created })
 }
 
 async fn set_status_in(
