@@ -9,6 +9,7 @@
 pub mod compat;
 pub mod conversations;
 pub mod ops;
+pub mod pages;
 pub mod sync;
 pub mod whatsapp;
 
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(compat::routes())
         .merge(ops::routes())
+        .merge(pages::routes())
         .merge(sync::routes())
         .layer(DefaultBodyLimit::max(limits.max_payload))
         // Its own, larger limit (Meta's payloads reach 3 MB), and signed, not authenticated.

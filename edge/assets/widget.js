@@ -1,0 +1,520 @@
+/* Switchboard chat widget. Embed with one tag:
+ *   <script src="https://chat.example.com/widget.js" data-token="JWT" data-conversation="ID"></script>
+ * It speaks the native WebSocket protocol (JSON frames) to the origin it was
+ * loaded from, reconnects by itself with back-off and recovers what it missed
+ * by offset (join_conversation with since_offset). No dependencies.
+ * `window.Switchboard.Connection` is the protocol client, reused by /demo/agent. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = new URL(script && script.src ? script.src : location.href);
+  var WS_BASE = (base.protocol === "https:" ? "wss://" : "ws://") + base.host;
+
+  /* ---- the protocol client -------------------------------------------- */
+
+  function Connection(opts) {
+    this.token = opts.token;
+    this.onEvent = opts.onEvent || function () {};
+    this.onState = opts.onState || function () {};
+    this.onReady = opts.onReady || function () {};
+    this.state = "connecting";
+    this.me = null;
+    this.ws = null;
+    this.next = 0;
+    this.pending = {};
+    this.attempt = 0;
+    this.timer = null;
+    var self = this;
+    window.addEventListener("online", function () {
+      if (self.state === "offline") self.reconnectNow();
+    });
+  }
+  Connection.prototype.setState = function (s, why) {
+    if (this.state === s && !why) return;
+    this.state = s;
+    this.onState(s, why);
+  };
+  Connection.prototype.start = function () {
+    var self = this;
+    clearTimeout(this.timer);
+    this.setState("connecting");
+    var ws;
+    try {
+      ws = new WebSocket(WS_BASE + "/ws?token=" + encodeURIComponent(this.token));
+    } catch (e) {
+      return this.retry();
+    }
+    this.ws = ws;
+    ws.onmessage = function (e) {
+      var f;
+      try {
+        f = JSON.parse(e.data);
+      } catch (err) {
+        return;
+      }
+      if (f.type === "ack") {
+        var p = self.pending[f.ref];
+        if (p) {
+          delete self.pending[f.ref];
+          clearTimeout(p.timer);
+          if (f.ok) p.resolve(f);
+          else p.reject(f.error || { code: "error", message: "refused" });
+        }
+      } else if (f.type === "connected") {
+        self.me = f.data && f.data.user_id;
+        self.attempt = 0;
+        self.setState("online");
+        self.onReady();
+      } else {
+        self.onEvent(f.type, f.data || {});
+      }
+    };
+    ws.onclose = function () {
+      if (self.ws !== ws) return;
+      self.ws = null;
+      for (var ref in self.pending) {
+        clearTimeout(self.pending[ref].timer);
+        self.pending[ref].reject({ code: "disconnected", message: "connection lost" });
+      }
+      self.pending = {};
+      self.retry();
+    };
+  };
+  /* Exponential back-off with jitter: 0.5 s, 1 s, 2 s, 4 s, then 5 s. */
+  Connection.prototype.retry = function () {
+    var self = this;
+    var delay = Math.min(5000, 500 * Math.pow(2, this.attempt++));
+    delay = delay / 2 + Math.random() * (delay / 2);
+    this.setState("offline");
+    clearTimeout(this.timer);
+    this.timer = setTimeout(function () {
+      self.start();
+    }, delay);
+  };
+  Connection.prototype.reconnectNow = function () {
+    this.attempt = 0;
+    this.start();
+  };
+  /* An operation; resolves with its ack, rejects on refusal or disconnect. */
+  Connection.prototype.call = function (type, payload) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      if (!self.ws || self.ws.readyState !== 1 || self.state !== "online") {
+        return reject({ code: "disconnected", message: "not connected" });
+      }
+      var ref = "r" + ++self.next;
+      var frame = { type: type, ref: ref };
+      for (var k in payload) frame[k] = payload[k];
+      var timer = setTimeout(function () {
+        delete self.pending[ref];
+        reject({ code: "timeout", message: type + " unanswered" });
+      }, 15000);
+      self.pending[ref] = { resolve: resolve, reject: reject, timer: timer };
+      self.ws.send(JSON.stringify(frame));
+    });
+  };
+  /* Fire and forget (typing, receipts): nothing is lost if it fails. */
+  Connection.prototype.tell = function (type, payload) {
+    this.call(type, payload).catch(function () {});
+  };
+
+  /* Messages of one conversation, ordered by offset, each once. */
+  function Timeline() {
+    this.byId = {};
+    this.list = [];
+    this.last = 0;
+  }
+  /* Answers true when the message is new. */
+  Timeline.prototype.add = function (m) {
+    if (!m || !m.id || this.byId[m.id]) return false;
+    this.byId[m.id] = m;
+    var i = this.list.length;
+    while (i > 0 && this.list[i - 1].offset > m.offset) i--;
+    this.list.splice(i, 0, m);
+    if (m.offset > this.last) this.last = m.offset;
+    return true;
+  };
+  Timeline.prototype.before = function (m) {
+    var i = this.list.indexOf(m);
+    return i >= 0 && i + 1 < this.list.length ? this.list[i + 1] : null;
+  };
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (k === "class") e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    }
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function clock(iso) {
+    var d = new Date(iso);
+    return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+  function uid() {
+    return (crypto.randomUUID ? crypto.randomUUID() : Date.now().toString(36) + Math.random().toString(36).slice(2));
+  }
+  var STATE_TEXT = { connecting: "Connecting…", online: "Online", offline: "Offline, reconnecting…" };
+
+  window.Switchboard = {
+    Connection: Connection,
+    Timeline: Timeline,
+    el: el,
+    clock: clock,
+    uid: uid,
+    STATE_TEXT: STATE_TEXT,
+  };
+
+  var token = script && script.getAttribute("data-token");
+  if (!token) return; /* loaded as a library (the agent inbox) */
+
+  /* ---- the widget ----------------------------------------------------- */
+
+  var conversation = script.getAttribute("data-conversation");
+  if (!conversation) {
+    try {
+      var claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      conversation = (claims.conversations || [])[0];
+    } catch (e) {
+      conversation = null;
+    }
+  }
+  var title = script.getAttribute("data-title") || "Support";
+
+  var CSS =
+    ":host{all:initial}*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}" +
+    ".launcher{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:#2f5bea;color:#fff;box-shadow:0 4px 14px rgba(0,0,0,.25);cursor:pointer;display:flex;align-items:center;justify-content:center}" +
+    ".launcher svg{width:28px;height:28px}.launcher:focus-visible,button:focus-visible,textarea:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}" +
+    ".badge{position:absolute;top:-2px;right:-2px;min-width:22px;height:22px;border-radius:11px;background:#d4351c;color:#fff;font-size:12px;font-weight:700;line-height:22px;padding:0 6px}" +
+    ".panel{position:fixed;right:20px;bottom:92px;z-index:2147483000;width:370px;height:min(580px,calc(100vh - 112px));background:#fff;color:#1b1b1f;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden}" +
+    ".panel[hidden]{display:none}" +
+    "header{display:flex;align-items:center;gap:10px;padding:12px 14px;background:#2f5bea;color:#fff}" +
+    "header h2{margin:0;font-size:16px;flex:1}.state{font-size:12px;display:flex;align-items:center;gap:6px}" +
+    ".dot{width:9px;height:9px;border-radius:50%;background:#ffbf47}.state[data-state=online] .dot{background:#4cd964}.state[data-state=offline] .dot{background:#ff6b6b}" +
+    ".close{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:4px 8px;border-radius:6px}" +
+    "ol{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;background:#f4f5f8;display:flex;flex-direction:column;gap:8px}" +
+    "li{max-width:80%;padding:8px 11px;border-radius:12px;background:#fff;box-shadow:0 1px 1px rgba(0,0,0,.08);align-self:flex-start;overflow-wrap:anywhere;white-space:pre-wrap;font-size:14px;line-height:1.35}" +
+    "li.mine{align-self:flex-end;background:#2f5bea;color:#fff}li.pending{opacity:.65}" +
+    ".who{display:block;font-size:11px;font-weight:600;color:#555;margin-bottom:2px}li.mine .who{display:none}" +
+    ".meta{display:block;font-size:11px;margin-top:3px;opacity:.75;text-align:right}" +
+    ".empty{align-self:center;background:none;box-shadow:none;color:#666;font-size:13px}" +
+    ".typing{min-height:22px;padding:2px 14px;font-size:12px;color:#555;background:#f4f5f8;font-style:italic}" +
+    "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e3e4e8;background:#fff}" +
+    "textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px 12px;border:1px solid #b9bcc6;border-radius:10px;font-size:15px;color:#1b1b1f}" +
+    ".send{border:0;border-radius:10px;background:#2f5bea;color:#fff;font-weight:600;padding:0 16px;cursor:pointer;font-size:14px}" +
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}" +
+    "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}.launcher[aria-expanded=true]{display:none}}";
+
+  var host = el("div", { id: "switchboard-widget" });
+  var root = host.attachShadow({ mode: "open" });
+  var style = el("style");
+  style.textContent = CSS;
+  var launcher = el("button", {
+    class: "launcher",
+    type: "button",
+    "aria-expanded": "false",
+    "aria-controls": "sb-panel",
+    "aria-label": "Open chat",
+  });
+  launcher.innerHTML =
+    '<svg viewBox="0 0 24 24" aria-hidden="true" fill="currentColor"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
+  var badge = el("span", { class: "badge", "aria-hidden": "true" });
+  badge.hidden = true;
+  launcher.appendChild(badge);
+
+  var panel = el("section", { class: "panel", id: "sb-panel", role: "dialog", "aria-labelledby": "sb-title" });
+  panel.hidden = true;
+  var header = el("header");
+  var h2 = el("h2", { id: "sb-title" }, title);
+  var stateEl = el("span", { class: "state", role: "status", "data-state": "connecting" });
+  var dot = el("span", { class: "dot", "aria-hidden": "true" });
+  var stateText = el("span", null, STATE_TEXT.connecting);
+  stateEl.append(dot, stateText);
+  var close = el("button", { class: "close", type: "button", "aria-label": "Close chat" }, "×");
+  header.append(h2, stateEl, close);
+  var log = el("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
+  var typingEl = el("div", { class: "typing", "aria-live": "polite" });
+  var form = el("form", { "aria-label": "Send a message" });
+  var label = el("label", { for: "sb-input", class: "sr" }, "Message");
+  var input = el("textarea", {
+    id: "sb-input",
+    rows: "1",
+    placeholder: "Type a message…",
+    autocomplete: "off",
+    maxlength: "4096",
+    "aria-describedby": "sb-hint",
+  });
+  var hint = el("span", { id: "sb-hint", class: "sr" }, "Enter sends, Shift+Enter adds a line");
+  var send = el("button", { class: "send", type: "submit" }, "Send");
+  form.append(label, input, hint, send);
+  panel.append(header, log, typingEl, form);
+  root.append(style, launcher, panel);
+  (document.body || document.documentElement).appendChild(host);
+
+  var timeline = new Timeline();
+  var rows = {}; /* message id or client_msg_id -> li */
+  var outbox = []; /* {client_msg_id, text} not yet acknowledged */
+  var unread = 0;
+  var readUpTo = 0; /* highest offset of my messages the other side has read */
+  var markedUpTo = 0; /* highest offset I reported read */
+  var typers = {};
+  var joined = false;
+  var emptyRow = el("li", { class: "empty" }, "Ask us anything, we usually answer in a few minutes.");
+  log.appendChild(emptyRow);
+
+  function isOpen() {
+    return !panel.hidden;
+  }
+  function mine(m) {
+    return conn.me ? m.sender && m.sender.id === conn.me : m.sender && m.sender.role === "customer";
+  }
+  function setOpen(open) {
+    panel.hidden = !open;
+    launcher.setAttribute("aria-expanded", String(open));
+    launcher.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    try {
+      sessionStorage.setItem("switchboard-open", open ? "1" : "");
+    } catch (e) {
+      /* storage may be disabled */
+    }
+    if (open) {
+      unread = 0;
+      renderBadge();
+      log.scrollTop = log.scrollHeight;
+      input.focus();
+      markRead();
+    } else launcher.focus();
+  }
+  function renderBadge() {
+    badge.hidden = unread === 0;
+    badge.textContent = unread > 9 ? "9+" : String(unread);
+    launcher.setAttribute("aria-label", (isOpen() ? "Close chat" : "Open chat") + (unread ? ", " + unread + " unread" : ""));
+  }
+  function receipt(m) {
+    return m.offset <= readUpTo ? "Read" : "Sent";
+  }
+  function row(m) {
+    var li = el("li", { class: mine(m) ? "mine" : "theirs", "data-id": m.id, "data-offset": String(m.offset) });
+    li.appendChild(el("span", { class: "who" }, m.sender ? m.sender.name : ""));
+    li.appendChild(el("span", { class: "text" }, m.text));
+    var meta = el("span", { class: "meta" }, clock(m.created_at));
+    if (mine(m)) {
+      var st = el("span", { class: "receipt", "data-status": receipt(m).toLowerCase() }, " · " + receipt(m));
+      meta.appendChild(st);
+    }
+    li.appendChild(meta);
+    return li;
+  }
+  function show(m) {
+    if (!timeline.add(m)) return false;
+    if (emptyRow.parentNode) emptyRow.remove();
+    var pending = m.client_msg_id && rows[m.client_msg_id];
+    if (pending) {
+      pending.remove();
+      delete rows[m.client_msg_id];
+    }
+    var li = row(m);
+    rows[m.id] = li;
+    var next = timeline.before(m);
+    var stick = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+    var anchor = next && rows[next.id];
+    if (anchor) log.insertBefore(li, anchor);
+    else {
+      var firstPending = log.querySelector("li.pending");
+      log.insertBefore(li, firstPending);
+    }
+    if (stick || mine(m)) log.scrollTop = log.scrollHeight;
+    if (!mine(m)) {
+      delete typers[m.sender.id];
+      renderTyping();
+    }
+    return true;
+  }
+  function showPending(p) {
+    if (emptyRow.parentNode) emptyRow.remove();
+    var li = el("li", { class: "mine pending", "data-client-id": p.client_msg_id });
+    li.appendChild(el("span", { class: "text" }, p.text));
+    li.appendChild(el("span", { class: "meta" }, "Sending…"));
+    rows[p.client_msg_id] = li;
+    log.appendChild(li);
+    log.scrollTop = log.scrollHeight;
+  }
+  function renderReceipts() {
+    var spans = log.querySelectorAll("li.mine[data-offset] .receipt");
+    for (var i = 0; i < spans.length; i++) {
+      var off = Number(spans[i].parentNode.parentNode.getAttribute("data-offset"));
+      var s = off <= readUpTo ? "read" : "sent";
+      if (spans[i].getAttribute("data-status") !== s) {
+        spans[i].setAttribute("data-status", s);
+        spans[i].textContent = " · " + (s === "read" ? "Read" : "Sent");
+      }
+    }
+  }
+  function renderTyping() {
+    var names = Object.keys(typers).map(function (k) {
+      return typers[k].name;
+    });
+    typingEl.textContent = names.length ? names.join(", ") + (names.length > 1 ? " are" : " is") + " typing…" : "";
+  }
+  /* Receipts for what the customer can see: the newest message from the other side. */
+  function markRead() {
+    if (!joined || !isOpen() || document.visibilityState === "hidden") return;
+    for (var i = timeline.list.length - 1; i >= 0; i--) {
+      var m = timeline.list[i];
+      if (!mine(m)) {
+        if (m.offset > markedUpTo) {
+          markedUpTo = m.offset;
+          conn.tell("mark_read", { conversation_id: conversation, message_id: m.id });
+        }
+        return;
+      }
+    }
+  }
+  function flush() {
+    outbox.slice().forEach(function (p) {
+      if (p.inFlight) return;
+      p.inFlight = true;
+      conn
+        .call("send_message", { conversation_id: conversation, text: p.text, client_msg_id: p.client_msg_id })
+        .then(function (ack) {
+          outbox.splice(outbox.indexOf(p), 1);
+          show(ack.message);
+        })
+        .catch(function (err) {
+          p.inFlight = false;
+          if (err.code !== "disconnected" && err.code !== "timeout") {
+            outbox.splice(outbox.indexOf(p), 1);
+            var li = rows[p.client_msg_id];
+            if (li) li.querySelector(".meta").textContent = "Not sent: " + (err.message || err.code);
+          }
+        });
+    });
+  }
+  function join() {
+    var payload = { conversation_id: conversation };
+    if (timeline.last > 0) payload.since_offset = timeline.last;
+    conn
+      .call("join_conversation", payload)
+      .then(function (ack) {
+        joined = true;
+        (ack.messages || []).forEach(show);
+        setStateText("online");
+        markRead();
+        flush();
+      })
+      .catch(function (err) {
+        if (err.code !== "disconnected") setStateText("offline", err.message || "cannot join");
+      });
+  }
+  function setStateText(s, why) {
+    stateEl.setAttribute("data-state", s);
+    stateText.textContent = why ? "Offline: " + why : STATE_TEXT[s];
+    host.setAttribute("data-state", s);
+  }
+
+  var conn = new Connection({
+    token: token,
+    onState: function (s) {
+      if (s !== "online") {
+        joined = false;
+        typers = {};
+        renderTyping();
+        setStateText(s);
+      }
+    },
+    onReady: function () {
+      if (conversation) join();
+      else setStateText("offline", "no conversation in this token");
+    },
+    onEvent: function (type, d) {
+      if (d.conversation_id && d.conversation_id !== conversation) return;
+      if (type === "message:new") {
+        if (show(d) && !mine(d)) {
+          if (isOpen()) markRead();
+          else {
+            unread++;
+            renderBadge();
+          }
+        }
+      } else if (type === "user_typing") {
+        if (d.user_id === conn.me) return;
+        if (d.typing) {
+          var last = timeline.list.filter(function (m) {
+            return m.sender && m.sender.id === d.user_id;
+          }).pop();
+          typers[d.user_id] = { name: last ? last.sender.name : "Support" };
+        } else delete typers[d.user_id];
+        renderTyping();
+      } else if (type === "message:status" && d.status === "read") {
+        var m = timeline.byId[d.message_id];
+        if (m && m.offset > readUpTo) {
+          readUpTo = m.offset;
+          renderReceipts();
+        } else if (!m) {
+          /* A receipt for a message of mine that is still arriving: read means everything up to now. */
+          readUpTo = Math.max(readUpTo, timeline.last);
+          renderReceipts();
+        }
+      }
+    },
+  });
+
+  /* Typing: a start when the customer types, a stop after 2 s idle or on send. */
+  var typingTimer = null;
+  var typingSent = 0;
+  function stopTyping() {
+    if (typingTimer) {
+      clearTimeout(typingTimer);
+      typingTimer = null;
+      typingSent = 0;
+      if (joined) conn.tell("typing_stop", { conversation_id: conversation });
+    }
+  }
+  input.addEventListener("input", function () {
+    if (!joined || !input.value.trim()) return stopTyping();
+    var now = Date.now();
+    if (now - typingSent > 3000) {
+      typingSent = now;
+      conn.tell("typing_start", { conversation_id: conversation });
+    }
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(stopTyping, 2000);
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit"));
+    } else if (e.key === "Escape") setOpen(false);
+  });
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value.trim();
+    if (!text || !conversation) return;
+    input.value = "";
+    stopTyping();
+    var p = { client_msg_id: uid(), text: text };
+    outbox.push(p);
+    showPending(p);
+    if (joined) flush();
+  });
+  launcher.addEventListener("click", function () {
+    setOpen(!isOpen());
+  });
+  close.addEventListener("click", function () {
+    setOpen(false);
+  });
+  panel.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") setOpen(false);
+  });
+  document.addEventListener("visibilitychange", markRead);
+
+  var wasOpen = false;
+  try {
+    wasOpen = sessionStorage.getItem("switchboard-open") === "1";
+  } catch (e) {
+    wasOpen = false;
+  }
+  if (wasOpen || script.hasAttribute("data-open")) setOpen(true);
+  conn.start();
+})();
