@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
+use tower_http::compression::CompressionLayer;
 
 use super::AppState;
 use crate::socketio::query_param;
@@ -41,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/demo", get(|RawQuery(q): RawQuery| async move { Redirect::to(&with_query("/demo/", q)) }))
         .route("/demo/", get(demo))
         .route("/demo/agent", get(|| async { page(AGENT_HTML.to_owned()) }))
+        // Gzip when the browser takes it: the widget is most of a first visit.
+        .layer(CompressionLayer::new())
 }
 
 /// A script and its strong validator.
