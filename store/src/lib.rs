@@ -106,8 +106,11 @@ pub trait Store: SyncStore + WhatsappStore + Send + Sync + 'static {
     async fn conversation(&self, id: &str) -> Result<Option<Conversation>>;
     /// Most recently active first.
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>>;
-    /// Stores a message with the next offset, idempotently.
-    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// Stores one message with the next offset, idempotently: a batch of one.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        let mut outcomes = self.append_messages(std::slice::from_ref(&new)).await?;
+        outcomes.pop().unwrap_or(Err(StoreError::Corrupt("a batch of one answered nothing")))
+    }
     /// Stores a batch in one transaction, in order; a message whose
     /// conversation is missing gets its own `ConversationNotFound` and does
     /// not stop the others. `Err` only when the transaction itself failed

@@ -292,10 +292,6 @@ impl Store for SqliteStore {
         rows.iter().map(conversation_from_row).collect()
     }
 
-    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-        self.write(async |conn| append_in(conn, &new).await).await
-    }
-
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
         self.write(async |conn| {
             let mut outcomes = Vec::with_capacity(batch.len());
