@@ -168,6 +168,18 @@ impl Consumer {
     pub fn new(stream: impl Stream<Item = Delivery> + Send + 'static) -> Self {
         Self(Box::pin(stream))
     }
+
+    /// Whatever deliveries are ready, up to `max` at a time, until the
+    /// consumer ends or `stop` completes; a batch already handed out is the
+    /// caller's to finish.
+    pub fn batches_until(
+        self,
+        max: usize,
+        stop: impl Future<Output = ()>,
+    ) -> impl Stream<Item = Vec<Delivery>> {
+        use futures_util::StreamExt;
+        self.ready_chunks(max).take_until(stop)
+    }
 }
 
 impl Stream for Consumer {

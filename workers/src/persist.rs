@@ -59,14 +59,8 @@ impl Persist {
     /// When `stop` completes, the batch in hand is finished and nothing more taken.
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
         let commands = self.bus.consume(DurableStream::Commands, DURABLE, subjects::CHAT_COMMANDS).await?;
-        let mut batches = commands.ready_chunks(BATCH);
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let batch = tokio::select! {
-                batch = batches.next() => batch,
-                () = &mut stop => None,
-            };
-            let Some(batch) = batch else { break };
+        let mut batches = std::pin::pin!(commands.batches_until(BATCH, stop));
+        while let Some(batch) = batches.next().await {
             let mut sends = Vec::new();
             for delivery in batch {
                 match decode(&delivery.envelope) {

@@ -53,14 +53,8 @@ impl SyncWorker {
     /// completes (the batch in hand is finished first).
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
         let commands = self.bus.consume(DurableStream::Commands, DURABLE, subjects::SYNC_COMMANDS).await?;
-        let mut batches = commands.ready_chunks(BATCH);
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let batch = tokio::select! {
-                batch = batches.next() => batch,
-                () = &mut stop => None,
-            };
-            let Some(batch) = batch else { break };
+        let mut batches = std::pin::pin!(commands.batches_until(BATCH, stop));
+        while let Some(batch) = batches.next().await {
             self.handle_batch(batch).await;
         }
         Ok(())
