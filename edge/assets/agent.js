@@ -250,24 +250,8 @@
   });
 
   /* Composer: Enter sends, Shift+Enter is a new line; typing start/stop. */
-  var typingTimer = null;
-  var typingSent = 0;
-  function stopTyping() {
-    if (typingTimer) {
-      clearTimeout(typingTimer);
-      typingTimer = null;
-      typingSent = 0;
-      if (joined) conn.tell("typing_stop", { conversation_id: current });
-    }
-  }
-  input.addEventListener("input", function () {
-    if (!joined || !input.value.trim()) return stopTyping();
-    if (Date.now() - typingSent > 3000) {
-      typingSent = Date.now();
-      conn.tell("typing_start", { conversation_id: current });
-    }
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(stopTyping, 2000);
+  var stopTyping = SB.reportTyping(conn, input, function () {
+    return joined ? current : null;
   });
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {

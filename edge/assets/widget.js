@@ -157,9 +157,38 @@
   }
   var STATE_TEXT = { connecting: "Connecting…", online: "Online", offline: "Offline, reconnecting…" };
 
+  /* Reports typing in `input` on `conn`: a start at most every 3 s while the
+     user types, a stop after 2 s idle or when the box empties. `target()`
+     answers the conversation to tell, or null while not joined. Returns the
+     stop, for the page to call on send. */
+  function reportTyping(conn, input, target) {
+    var timer = null;
+    var sent = 0;
+    function stop() {
+      if (!timer) return;
+      clearTimeout(timer);
+      timer = null;
+      sent = 0;
+      var id = target();
+      if (id) conn.tell("typing_stop", { conversation_id: id });
+    }
+    input.addEventListener("input", function () {
+      var id = target();
+      if (!id || !input.value.trim()) return stop();
+      if (Date.now() - sent > 3000) {
+        sent = Date.now();
+        conn.tell("typing_start", { conversation_id: id });
+      }
+      clearTimeout(timer);
+      timer = setTimeout(stop, 2000);
+    });
+    return stop;
+  }
+
   window.Switchboard = {
     Connection: Connection,
     Timeline: Timeline,
+    reportTyping: reportTyping,
     el: el,
     clock: clock,
     uid: uid,
@@ -461,25 +490,8 @@
   });
 
   /* Typing: a start when the customer types, a stop after 2 s idle or on send. */
-  var typingTimer = null;
-  var typingSent = 0;
-  function stopTyping() {
-    if (typingTimer) {
-      clearTimeout(typingTimer);
-      typingTimer = null;
-      typingSent = 0;
-      if (joined) conn.tell("typing_stop", { conversation_id: conversation });
-    }
-  }
-  input.addEventListener("input", function () {
-    if (!joined || !input.value.trim()) return stopTyping();
-    var now = Date.now();
-    if (now - typingSent > 3000) {
-      typingSent = now;
-      conn.tell("typing_start", { conversation_id: conversation });
-    }
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(stopTyping, 2000);
+  var stopTyping = reportTyping(conn, input, function () {
+    return joined ? conversation : null;
   });
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
