@@ -29,7 +29,10 @@ pub struct MemoryBus {
 struct Inner {
     next_id: AtomicU64,
     exact: RwLock<HashMap<String, Vec<Subscriber>>>,
-    wildcard: RwLock<Vec<(String, Subscriber)>>,
+    /// Wildcard subscriptions by their literal prefix (the tokens before the first
+    /// wildcard), so a publish looks at the few patterns that can match it rather
+    /// than at every conversation's subscription.
+    wildcard: RwLock<HashMap<String, Vec<(String, Subscriber)>>>,
     streams: Mutex<HashMap<DurableStream, Arc<WorkQueue>>>,
     dedupe: Mutex<Dedupe>,
     dropped: AtomicU64,
@@ -67,34 +70,55 @@ impl Dedupe {
 }
 
 /// A stream's stored messages, shared by all consumers (work-queue retention);
-/// each consumer takes the oldest that matches its filter.
+/// each consumer takes the oldest that matches its filter. Messages are kept in
+/// one lane per subject (a stream has a handful), so a consumer never scans
+/// another consumer's backlog: a pop looks at each matching lane's head only.
 #[derive(Default)]
 struct WorkQueue {
-    items: Mutex<VecDeque<Envelope>>,
+    lanes: Mutex<Lanes>,
     ready: Notify,
+}
+
+#[derive(Default)]
+struct Lanes {
+    next_seq: u64,
+    by_subject: HashMap<String, VecDeque<(u64, Envelope)>>,
 }
 
 impl WorkQueue {
     fn push_back(&self, envelope: Envelope) {
-        self.items.lock().expect("queue lock").push_back(envelope);
+        {
+            let mut lanes = self.lanes.lock().expect("queue lock");
+            let seq = lanes.next_seq;
+            lanes.next_seq += 1;
+            lanes.by_subject.entry(envelope.subject.clone()).or_default().push_back((seq, envelope));
+        }
         // Every waiter looks: the one whose filter matches takes it.
         self.ready.notify_waiters();
     }
 
-    /// Redelivered first, so a retried command keeps its place.
-    fn push_front(&self, envelope: Envelope) {
-        self.items.lock().expect("queue lock").push_front(envelope);
+    /// Redelivered first, with its original place, so a retried command keeps its order.
+    fn push_front(&self, seq: u64, envelope: Envelope) {
+        {
+            let mut lanes = self.lanes.lock().expect("queue lock");
+            lanes.by_subject.entry(envelope.subject.clone()).or_default().push_front((seq, envelope));
+        }
         self.ready.notify_waiters();
     }
 
-    async fn pop(&self, filter: &str) -> Envelope {
+    async fn pop(&self, filter: &str) -> (u64, Envelope) {
         loop {
             let notified = self.ready.notified();
             {
-                let mut items = self.items.lock().expect("queue lock");
-                if let Some(at) = items.iter().position(|e| filter.is_empty() || matches(filter, &e.subject))
-                {
-                    return items.remove(at).expect("position is in range");
+                let mut lanes = self.lanes.lock().expect("queue lock");
+                let oldest = lanes
+                    .by_subject
+                    .iter_mut()
+                    .filter(|(subject, _)| filter.is_empty() || matches(filter, subject))
+                    .filter_map(|(_, lane)| Some((lane.front()?.0, lane)))
+                    .min_by_key(|(seq, _)| *seq);
+                if let Some((_, lane)) = oldest {
+                    return lane.pop_front().expect("lane has a head");
                 }
             }
             notified.await;
@@ -104,6 +128,7 @@ impl WorkQueue {
 
 struct QueueAcker {
     queue: Arc<WorkQueue>,
+    seq: u64,
     envelope: Envelope,
 }
 
@@ -114,7 +139,7 @@ impl Acker for QueueAcker {
     }
 
     async fn nak(self: Box<Self>) -> Result<()> {
-        self.queue.push_front(self.envelope);
+        self.queue.push_front(self.seq, self.envelope);
         Ok(())
     }
 }
@@ -142,12 +167,31 @@ impl MemoryBus {
         if let Some(subs) = self.inner.exact.read().expect("subs lock").get(&envelope.subject) {
             subs.iter().for_each(deliver);
         }
-        for (pattern, sub) in self.inner.wildcard.read().expect("subs lock").iter() {
-            if matches(pattern, &envelope.subject) {
-                deliver(sub);
+        let wildcard = self.inner.wildcard.read().expect("subs lock");
+        let subject = envelope.subject.as_str();
+        let prefixes = std::iter::once("")
+            .chain(subject.match_indices('.').map(|(at, _)| &subject[..at]))
+            .chain(std::iter::once(subject));
+        for prefix in prefixes {
+            for (pattern, sub) in wildcard.get(prefix).into_iter().flatten() {
+                if matches(pattern, subject) {
+                    deliver(sub);
+                }
             }
         }
     }
+}
+
+/// The tokens of a pattern before its first wildcard ("" when it starts with one).
+fn literal_prefix(pattern: &str) -> &str {
+    let mut end = 0;
+    for token in pattern.split('.') {
+        if token == "*" || token == ">" {
+            break;
+        }
+        end += token.len() + 1;
+    }
+    &pattern[..end.saturating_sub(1)]
 }
 
 /// Removes a subscriber when its subscription is dropped.
@@ -160,7 +204,14 @@ struct Unsubscribe {
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
         if is_wildcard(&self.pattern) {
-            self.inner.wildcard.write().expect("subs lock").retain(|(_, s)| s.id != self.id);
+            let mut wildcard = self.inner.wildcard.write().expect("subs lock");
+            let prefix = literal_prefix(&self.pattern);
+            if let Some(subs) = wildcard.get_mut(prefix) {
+                subs.retain(|(_, s)| s.id != self.id);
+                if subs.is_empty() {
+                    wildcard.remove(prefix);
+                }
+            }
         } else {
             let mut exact = self.inner.exact.write().expect("subs lock");
             if let Some(subs) = exact.get_mut(&self.pattern) {
@@ -199,7 +250,14 @@ impl Bus for MemoryBus {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let sub = Subscriber { id, tx };
         if is_wildcard(pattern) {
-            self.inner.wildcard.write().expect("subs lock").push((pattern.to_owned(), sub));
+            let prefix = literal_prefix(pattern).to_owned();
+            self.inner
+                .wildcard
+                .write()
+                .expect("subs lock")
+                .entry(prefix)
+                .or_default()
+                .push((pattern.to_owned(), sub));
         } else {
             self.inner.exact.write().expect("subs lock").entry(pattern.to_owned()).or_default().push(sub);
         }
@@ -214,8 +272,8 @@ impl Bus for MemoryBus {
         let queue = self.queue(stream);
         let filter = filter.to_owned();
         Ok(Consumer::new(futures_util::stream::unfold((queue, filter), |(queue, filter)| async move {
-            let envelope = queue.pop(&filter).await;
-            let acker = Box::new(QueueAcker { queue: queue.clone(), envelope: envelope.clone() });
+            let (seq, envelope) = queue.pop(&filter).await;
+            let acker = Box::new(QueueAcker { queue: queue.clone(), seq, envelope: envelope.clone() });
             Some((Delivery::new(envelope, acker), (queue, filter)))
         })))
     }

@@ -81,3 +81,49 @@ async fn each_consumer_takes_only_the_commands_its_filter_matches() {
     assert_eq!(stored.envelope.payload, "store");
     assert_eq!(sent.envelope.payload, "send");
 }
+
+#[tokio::test]
+async fn a_consumer_takes_its_subjects_in_publish_order_and_a_nak_keeps_its_place() {
+    let bus = MemoryBus::new();
+    let order = [
+        (subjects::CMD_SEND_MESSAGE, "1"),
+        (subjects::CMD_SET_STATUS, "2"),
+        (subjects::CMD_SEND_MESSAGE, "3"),
+    ];
+    for (subject, body) in order {
+        bus.publish_durable(Envelope::new(subject, body), body).await.unwrap();
+    }
+    bus.publish_durable(Envelope::new(subjects::WA_OUT, "not mine"), "4").await.unwrap();
+    let mut chat = bus.consume(DurableStream::Commands, "persist", subjects::CHAT_COMMANDS).await.unwrap();
+    common::next(&mut chat).await.ack().await.unwrap();
+    common::next(&mut chat).await.nak().await.unwrap();
+    let rest = [common::next(&mut chat).await, common::next(&mut chat).await];
+    assert_eq!(
+        rest.map(|d| d.envelope.payload),
+        ["2", "3"],
+        "the nak'd command comes back before newer ones"
+    );
+    common::assert_quiet(&mut chat, "another consumer's subject is not taken").await;
+}
+
+#[tokio::test]
+async fn every_kind_of_pattern_receives_and_unsubscribes() {
+    let bus = MemoryBus::new();
+    let patterns = ["a.b.c", "a.b.>", "a.*.c", "*.b.c", "a.>", ">", "a.b.c.>", "a.*"];
+    let mut subs = Vec::new();
+    for pattern in patterns {
+        subs.push((pattern, bus.subscribe(pattern).await.unwrap()));
+    }
+    bus.publish(Envelope::new("a.b.c", "x")).await.unwrap();
+    for (pattern, sub) in subs.iter_mut() {
+        match *pattern {
+            "a.b.c.>" | "a.*" => common::assert_quiet(sub, pattern).await,
+            _ => assert_eq!(common::next(sub).await.payload, "x", "{pattern}"),
+        }
+    }
+    drop(subs);
+    let mut last = bus.subscribe("a.b.>").await.unwrap();
+    bus.publish(Envelope::new("a.b.c", "y")).await.unwrap();
+    assert_eq!(common::next(&mut last).await.payload, "y");
+    assert_eq!(bus.dropped(), 0, "nothing went to a dropped subscription");
+}
