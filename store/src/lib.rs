@@ -72,6 +72,45 @@ pub struct Appended {
     pub conversation_created: bool,
 }
 
+impl Appended {
+    /// `new` stored at `offset` in `conversation` (as read before the insert):
+    /// what both stores answer without reading the conversation again.
+    fn inserted(
+        new: &NewMessage,
+        offset: u64,
+        mut conversation: Conversation,
+        conversation_created: bool,
+    ) -> Self {
+        let message = Message {
+            id: new.id,
+            conversation_id: new.conversation_id.clone(),
+            offset,
+            sender: new.sender.clone(),
+            text: new.text.clone(),
+            client_msg_id: new.client_msg_id.clone(),
+            source: new.source,
+            created_at: new.created_at,
+            content: new.content.clone(),
+        };
+        conversation.updated_at = new.created_at;
+        conversation.last_message = Some(message.clone());
+        Self { message, created: true, conversation, conversation_created }
+    }
+}
+
+impl NewMessage {
+    /// The conversation to create when the message's does not exist yet.
+    fn conversation_to_create(&self) -> Option<NewConversation> {
+        let customer = self.create_for.clone()?;
+        Some(NewConversation {
+            id: self.conversation_id.clone(),
+            channel: Channel::Web,
+            customer,
+            at: self.created_at,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StatusChange {
     pub update: StatusUpdate,

@@ -188,17 +188,6 @@ async fn conversation_in(conn: &mut PgConnection, id: &str) -> Result<Option<Con
 }
 
 /// Creates the conversation when the message asks for it; true when it did.
-async fn create_for_message(conn: &mut PgConnection, new: &NewMessage) -> Result<bool> {
-    let Some(customer) = &new.create_for else { return Ok(false) };
-    let conversation = NewConversation {
-        id: new.conversation_id.clone(),
-        channel: Channel::Web,
-        customer: customer.clone(),
-        at: new.created_at,
-    };
-    insert_conversation(conn, &conversation).await
-}
-
 /// Locks the conversation's row until the transaction ends and returns it
 /// (without its last message) and its `last_offset`, or `None` when it does
 /// not exist. Only the locked row is re-read when the lock was waited for:
@@ -259,35 +248,27 @@ async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) 
 
 /// Three round trips: lock (with the conversation as it is), duplicate check,
 /// insert; the conversation afterwards is known without reading it again.
-/// A duplicate (rare: a redelivery or a retry) reads it again.
+/// A first message creates its conversation (one more), and a duplicate (rare:
+/// a redelivery or a retry) reads it again.
 async fn append_in(conn: &mut PgConnection, new: &NewMessage) -> Result<Appended> {
     let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
-    let conversation_created = create_for_message(conn, new).await?;
     // The lock comes before the duplicate check: a concurrent writer of the same
     // message (a redelivery in another process) has then either committed, and
     // is seen below, or waits for us. Checking first would let both insert.
-    let (mut conversation, last_offset) =
-        lock_conversation(conn, &new.conversation_id).await?.ok_or_else(missing)?;
+    let mut locked = lock_conversation(conn, &new.conversation_id).await?;
+    let mut conversation_created = false;
+    if let (None, Some(create)) = (&locked, new.conversation_to_create()) {
+        conversation_created = insert_conversation(conn, &create).await?;
+        locked = lock_conversation(conn, &new.conversation_id).await?;
+    }
+    let (conversation, last_offset) = locked.ok_or_else(missing)?;
     if let Some(message) = stored_duplicate(conn, new).await? {
         let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
         return Ok(Appended { message, created: false, conversation, conversation_created });
     }
     let offset = last_offset + 1;
     insert_message(conn, new, offset as i64).await?;
-    let message = Message {
-        id: new.id,
-        conversation_id: new.conversation_id.clone(),
-        offset,
-        sender: new.sender.clone(),
-        text: new.text.clone(),
-        client_msg_id: new.client_msg_id.clone(),
-        source: new.source,
-        created_at: new.created_at,
-        content: new.content.clone(),
-    };
-    conversation.updated_at = new.created_at;
-    conversation.last_message = Some(message.clone());
-    Ok(Appended { message, created: true, conversation, conversation_created })
+    Ok(Appended::inserted(new, offset, conversation, conversation_created))
 }
 
 async fn set_status_in(
