@@ -205,7 +205,11 @@ async fn store_message<P: Peer>(
     if let Some(key) = &payload.client_msg_id {
         check_id("client_msg_id", key)?;
     }
-    ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
+    // A member was authorised when it joined, and who may use a conversation
+    // never changes: only a sender that did not join costs a store read.
+    if !ctx.session.is_chat_member(&payload.conversation_id) {
+        ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
+    }
     if !ctx.session.may_publish() {
         return Err(ApiError::rate_limited("too many messages: slow down"));
     }

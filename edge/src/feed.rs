@@ -22,6 +22,17 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 
+/// What a socket whose outbound queue is full loses of an event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OnFull {
+    /// Messages, receipts, inbox changes: a gap the client could not see, so
+    /// the socket is disconnected and recovers by offset.
+    Disconnect,
+    /// Typing and presence: a moment's signal, skipped for that socket alone
+    /// (a hundred sockets joining at once must not disconnect each other).
+    Skip,
+}
+
 /// Where a feed's events go: the socket layers implement it. Calls must not
 /// block: they only queue onto sockets.
 pub trait Fanout: Send + Sync + 'static {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use switchboard_proto::model::{self, ErrorBody};
 use switchboard_proto::pb::{self, client_frame, server_frame};
 
-use super::rooms::Frame;
+use super::rooms::{Ack, Event, Frame};
 
 /// The subprotocol a client names to speak protobuf.
 pub const PROTOBUF: &str = "switchboard.v1.proto";
@@ -30,10 +30,28 @@ pub struct Operation {
 }
 
 impl Codec {
+    /// An event is encoded by the first connection that sends it; the others
+    /// share those bytes.
     pub fn encode(self, frame: &Frame) -> WsMessage {
+        match frame {
+            Frame::Event(event) => {
+                event.encoded[self as usize].get_or_init(|| self.encode_event(event)).clone()
+            }
+            Frame::Ack(ack) => match self {
+                Codec::Json => WsMessage::Text(json_ack(ack).to_string().into()),
+                Codec::Protobuf => {
+                    WsMessage::Binary(proto_frame(Some(server_frame::Frame::Ack(proto_ack(ack)))).into())
+                }
+            },
+        }
+    }
+
+    fn encode_event(self, event: &Event) -> WsMessage {
         match self {
-            Codec::Json => WsMessage::Text(json_frame(frame).to_string().into()),
-            Codec::Protobuf => WsMessage::Binary(server_frame(frame).encode_to_vec().into()),
+            Codec::Json => {
+                WsMessage::Text(json!({ "type": event.name, "data": event.data }).to_string().into())
+            }
+            Codec::Protobuf => WsMessage::Binary(proto_frame(proto_event(&event.name, &event.data)).into()),
         }
     }
 
@@ -53,17 +71,12 @@ impl Codec {
     }
 }
 
-fn json_frame(frame: &Frame) -> Value {
-    match frame {
-        Frame::Event { name, data } => json!({ "type": name, "data": data }),
-        Frame::Ack { reference, body } => {
-            let mut ack = json!({ "type": "ack", "ref": reference });
-            if let (Some(ack), Value::Object(body)) = (ack.as_object_mut(), body) {
-                ack.extend(body.clone());
-            }
-            ack
-        }
+fn json_ack(Ack { reference, body }: &Ack) -> Value {
+    let mut ack = json!({ "type": "ack", "ref": reference });
+    if let (Some(ack), Value::Object(body)) = (ack.as_object_mut(), body) {
+        ack.extend(body.clone());
     }
+    ack
 }
 
 fn json_operation(text: &str) -> Result<Operation, String> {
@@ -99,17 +112,13 @@ fn proto_operation(bytes: &[u8]) -> Result<Operation, String> {
     Ok(Operation { kind: kind.to_owned(), reference, data })
 }
 
-fn server_frame(frame: &Frame) -> pb::ServerFrame {
-    let frame = match frame {
-        Frame::Ack { reference, body } => Some(server_frame::Frame::Ack(ack(reference, body))),
-        Frame::Event { name, data } => event(name, data),
-    };
-    pb::ServerFrame { frame }
+fn proto_frame(frame: Option<server_frame::Frame>) -> Vec<u8> {
+    pb::ServerFrame { frame }.encode_to_vec()
 }
 
 /// Chat events are built as JSON for every transport; protobuf clients get
 /// them back as their typed messages.
-fn event(name: &str, data: &Value) -> Option<server_frame::Frame> {
+fn proto_event(name: &str, data: &Value) -> Option<server_frame::Frame> {
     use server_frame::Frame as F;
     let text = |key: &str| data.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
     let conversation_ref = || pb::ConversationRef { conversation_id: text("conversation_id") };
@@ -148,7 +157,7 @@ fn typed<T: DeserializeOwned>(value: &Value) -> Option<T> {
     serde_json::from_value(value.clone()).ok()
 }
 
-fn ack(reference: &Value, body: &Value) -> pb::Ack {
+fn proto_ack(Ack { reference, body }: &Ack) -> pb::Ack {
     let field = |key: &str| body.get(key);
     let messages = field("messages")
         .and_then(typed::<Vec<model::Message>>)
@@ -201,7 +210,7 @@ mod tests {
     #[test]
     fn an_ack_keeps_its_fields_in_protobuf() {
         let body = json!({ "ok": false, "error": { "code": "forbidden", "message": "no" } });
-        let ack = ack(&json!("r1"), &body);
+        let ack = proto_ack(&Ack { reference: json!("r1"), body });
         assert_eq!(ack.r#ref, "r1");
         assert!(!ack.ok);
         assert_eq!(ack.error.unwrap().code, "forbidden");

@@ -24,12 +24,14 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use self::codec::{Codec, Operation, PROTOBUF};
-use self::rooms::{Frame, NativeRooms, Outbox};
+use self::rooms::{Ack, Frame, NativeRooms, Outbox};
 use crate::auth::Identity;
 use crate::chat::{self, Audience, Ctx, Peer, Responder};
 use crate::error::ApiError;
@@ -39,6 +41,8 @@ use switchboard_proto::model::Role;
 
 /// How often the server pings an idle connection.
 const PING_EVERY: Duration = Duration::from_secs(25);
+/// Frames written before one flush at most.
+const WRITE_BATCH: usize = 64;
 
 pub fn routes(rooms: Arc<NativeRooms>) -> Router<AppState> {
     Router::new()
@@ -80,8 +84,10 @@ fn accept(
     upgrade
         .max_message_size(limits.max_payload)
         .max_frame_size(limits.max_payload)
-        // Small buffers: memory per idle connection is what a chat edge scales on.
-        .read_buffer_size(4096)
+        // Small buffers: memory per idle connection is what a chat edge scales
+        // on, and chat frames are a few hundred bytes (a larger one takes
+        // several reads). The read buffer is kept for the connection's life.
+        .read_buffer_size(1024)
         .write_buffer_size(4096)
         .protocols([PROTOBUF])
         .on_upgrade(move |socket| {
@@ -136,7 +142,7 @@ impl Responder for NativeReply {
             (Err(e), _) => json!({ "ok": false, "error": e.body() }),
         };
         match (self.reference, outcome) {
-            (Some(reference), _) => self.outbox.send(Frame::Ack { reference, body }),
+            (Some(reference), _) => self.outbox.send(Frame::Ack(Box::new(Ack { reference, body }))),
             (None, Err(e)) => self.outbox.event("error", json!({ "message": e.message, "code": e.code })),
             (None, Ok(_)) => {}
         }
@@ -175,7 +181,7 @@ async fn serve(
         tokio::select! {
             frame = outgoing.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.send(codec.encode(&frame)).await.is_err() {
+                if write_queued(&mut sink, codec, frame, &mut outgoing).await.is_err() {
                     break;
                 }
             }
@@ -205,6 +211,23 @@ async fn serve(
     rooms.disconnect(&id);
     metrics::gauge!("switchboard_sockets", "transport" => "native").decrement(1.0);
     chat::disconnect(ctx).await;
+}
+
+/// Writes `first` and whatever else is already queued (up to a bound, so reads
+/// are not starved), then flushes once: under load, one write carries many
+/// frames instead of one system call per frame.
+async fn write_queued(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    codec: Codec,
+    first: Frame,
+    queued: &mut mpsc::Receiver<Frame>,
+) -> Result<(), axum::Error> {
+    sink.feed(codec.encode(&first)).await?;
+    for _ in 1..WRITE_BATCH {
+        let Ok(frame) = queued.try_recv() else { break };
+        sink.feed(codec.encode(&frame)).await?;
+    }
+    sink.flush().await
 }
 
 /// Runs one client operation on its own task, like Socket.IO events.

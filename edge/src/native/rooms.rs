@@ -3,20 +3,45 @@
 //! a client that stopped reading, and is closed rather than sent a gap.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::ws::Message as WsMessage;
 
 use serde_json::{Value, json};
 use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
-use crate::feed::Fanout;
+use crate::feed::{Fanout, OnFull};
 
-/// What goes out on a native connection, before encoding.
-#[derive(Debug, Clone, PartialEq)]
+/// What goes out on a native connection, before encoding. Small (two words),
+/// since every connection's outbox holds a block of them.
+#[derive(Debug)]
 pub enum Frame {
-    Event { name: String, data: Value },
-    Ack { reference: Value, body: Value },
+    Event(Arc<Event>),
+    Ack(Box<Ack>),
+}
+
+/// An event, shared by every connection it goes to and encoded at most once
+/// per codec, however many connections it reaches.
+#[derive(Debug)]
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+    /// The encoded frame, one slot per codec (`Codec as usize`).
+    pub(super) encoded: [OnceLock<WsMessage>; 2],
+}
+
+impl Event {
+    pub fn new(name: &str, data: Value) -> Arc<Self> {
+        Arc::new(Self { name: name.to_owned(), data, encoded: Default::default() })
+    }
+}
+
+#[derive(Debug)]
+pub struct Ack {
+    pub reference: Value,
+    pub body: Value,
 }
 
 /// The sending side of one connection.
@@ -34,8 +59,15 @@ impl Outbox {
     }
 
     pub fn send(&self, frame: Frame) {
+        self.send_or(frame, OnFull::Disconnect);
+    }
+
+    fn send_or(&self, frame: Frame, on_full: OnFull) {
         match self.tx.try_send(frame) {
             Ok(()) => metrics::counter!("switchboard_deliveries_total", "transport" => "native").increment(1),
+            Err(mpsc::error::TrySendError::Full(_)) if on_full == OnFull::Skip => {
+                metrics::counter!("switchboard_ephemeral_skipped_total").increment(1);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!("switchboard_slow_consumers_disconnected_total").increment(1);
                 self.close.notify_one();
@@ -45,7 +77,11 @@ impl Outbox {
     }
 
     pub fn event(&self, name: &str, data: Value) {
-        self.send(Frame::Event { name: name.to_owned(), data });
+        self.send(Frame::Event(Event::new(name, data)));
+    }
+
+    pub fn share(&self, event: &Arc<Event>, on_full: OnFull) {
+        self.send_or(Frame::Event(event.clone()), on_full);
     }
 }
 
@@ -99,10 +135,12 @@ impl NativeRooms {
             .unwrap_or_default()
     }
 
+    /// Typing and presence, to everyone in the conversation but their origin.
     fn each_except(&self, conversation_id: &str, origin: &str, name: &str, data: Value) {
+        let event = Event::new(name, data);
         for (id, outbox) in self.members(conversation_id) {
             if id != origin {
-                outbox.event(name, data.clone());
+                outbox.share(&event, OnFull::Skip);
             }
         }
     }
@@ -110,16 +148,16 @@ impl NativeRooms {
 
 impl Fanout for NativeRooms {
     fn message(&self, message: &Message) {
-        let data = serde_json::to_value(message).unwrap_or_default();
+        let event = Event::new("message:new", serde_json::to_value(message).unwrap_or_default());
         for (_, outbox) in self.members(&message.conversation_id) {
-            outbox.event("message:new", data.clone());
+            outbox.share(&event, OnFull::Disconnect);
         }
     }
 
     fn status(&self, status: &StatusUpdate) {
-        let data = serde_json::to_value(status).unwrap_or_default();
+        let event = Event::new("message:status", serde_json::to_value(status).unwrap_or_default());
         for (_, outbox) in self.members(&status.conversation_id) {
-            outbox.event("message:status", data.clone());
+            outbox.share(&event, OnFull::Disconnect);
         }
     }
 
@@ -139,9 +177,9 @@ impl Fanout for NativeRooms {
     }
 
     fn inbox(&self, event: &str, conversation: &Conversation) {
-        let data = json!({ "conversation": conversation });
+        let event = Event::new(event, json!({ "conversation": conversation }));
         for outbox in self.agents.lock().expect("rooms lock").values() {
-            outbox.event(event, data.clone());
+            outbox.share(&event, OnFull::Disconnect);
         }
     }
 }

@@ -12,7 +12,7 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use switchboard_proto::model::{Conversation, Message, Role, StatusUpdate};
 use switchboard_proto::pb;
 
-use crate::feed::Fanout;
+use crate::feed::{Fanout, OnFull};
 
 pub fn chat_room(conversation_id: &str) -> String {
     format!("conv:{conversation_id}")
@@ -34,10 +34,18 @@ pub struct SocketIoFanout {
 
 /// Emits to one socket; a full queue disconnects it. Answers whether it was sent.
 pub fn emit_to(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized)) -> bool {
+    emit_or(socket, event, data, OnFull::Disconnect)
+}
+
+fn emit_or(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized), on_full: OnFull) -> bool {
     match socket.emit(event, data) {
         Ok(()) => {
             metrics::counter!("switchboard_deliveries_total", "transport" => "socket.io").increment(1);
             true
+        }
+        Err(SendError::Socket(SocketError::InternalChannelFull)) if on_full == OnFull::Skip => {
+            metrics::counter!("switchboard_ephemeral_skipped_total").increment(1);
+            false
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
             metrics::counter!("switchboard_slow_consumers_disconnected_total").increment(1);
@@ -56,17 +64,40 @@ pub fn sockets_in(io: &SocketIo, room: String) -> Vec<SocketRef> {
 }
 
 impl SocketIoFanout {
-    fn room(&self, room: String) -> Vec<SocketRef> {
-        sockets_in(&self.io, room)
-    }
-
-    fn each_except(&self, room: String, origin: &str, event: &str, data: &(impl Serialize + ?Sized)) {
-        for socket in self.room(room) {
-            if socket.id.to_string() != origin {
-                emit_to(&socket, event, data);
+    /// Emits `data` to every socket in `room` but `except`, serialised once
+    /// rather than once per socket.
+    fn broadcast(
+        &self,
+        room: String,
+        except: Option<&str>,
+        on_full: OnFull,
+        event: &str,
+        data: &(impl Serialize + ?Sized),
+    ) {
+        let sockets = sockets_in(&self.io, room);
+        if sockets.is_empty() {
+            return;
+        }
+        let Ok(payload) = serde_json::value::to_raw_value(data) else { return };
+        for socket in sockets {
+            if except.is_none_or(|except| socket.id.to_string() != except) {
+                emit_or(&socket, event, &payload, on_full);
             }
         }
     }
+}
+
+/// `conversation:new` and `conversation:updated`.
+#[derive(Serialize)]
+struct ConversationPayload<'a> {
+    conversation: &'a Conversation,
+}
+
+/// Seed 004's `new-message` payload.
+#[derive(Serialize)]
+struct LegacyMessage<'a> {
+    message: &'a Message,
+    from: &'static str,
 }
 
 /// Seed 004's `from`: who wrote a message, as its widget understands it.
@@ -80,34 +111,46 @@ fn legacy_from(role: Role) -> &'static str {
 
 impl Fanout for SocketIoFanout {
     fn message(&self, message: &Message) {
-        for socket in self.room(chat_room(&message.conversation_id)) {
-            emit_to(&socket, "message:new", message);
-        }
-        let legacy = self.room(legacy_room(&message.conversation_id));
-        if !legacy.is_empty() {
-            let payload = json!({ "message": message, "from": legacy_from(message.sender.role) });
-            for socket in legacy {
-                emit_to(&socket, "new-message", &payload);
-            }
-        }
+        self.broadcast(chat_room(&message.conversation_id), None, OnFull::Disconnect, "message:new", message);
+        let legacy = LegacyMessage { message, from: legacy_from(message.sender.role) };
+        self.broadcast(
+            legacy_room(&message.conversation_id),
+            None,
+            OnFull::Disconnect,
+            "new-message",
+            &legacy,
+        );
     }
 
     fn status(&self, status: &StatusUpdate) {
-        for socket in self.room(chat_room(&status.conversation_id)) {
-            emit_to(&socket, "message:status", status);
-        }
+        self.broadcast(
+            chat_room(&status.conversation_id),
+            None,
+            OnFull::Disconnect,
+            "message:status",
+            status,
+        );
     }
 
     fn typing(&self, typing: &pb::Typing) {
         let payload = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
-        self.each_except(chat_room(&typing.conversation_id), &typing.origin, "user_typing", &payload);
+        self.broadcast(
+            chat_room(&typing.conversation_id),
+            Some(&typing.origin),
+            OnFull::Skip,
+            "user_typing",
+            &payload,
+        );
     }
 
     fn inbox(&self, event: &str, conversation: &Conversation) {
-        let payload = json!({ "conversation": conversation });
-        for socket in self.room(AGENTS_ROOM.into()) {
-            emit_to(&socket, event, &payload);
-        }
+        self.broadcast(
+            AGENTS_ROOM.into(),
+            None,
+            OnFull::Disconnect,
+            event,
+            &ConversationPayload { conversation },
+        );
     }
 
     fn presence(&self, presence: &pb::Presence) {
@@ -117,6 +160,12 @@ impl Fanout for SocketIoFanout {
             "role": presence.role,
             "online": presence.online,
         });
-        self.each_except(chat_room(&presence.conversation_id), &presence.origin, "presence", &payload);
+        self.broadcast(
+            chat_room(&presence.conversation_id),
+            Some(&presence.origin),
+            OnFull::Skip,
+            "presence",
+            &payload,
+        );
     }
 }

@@ -39,6 +39,8 @@ pub fn layer(limits: &Limits) -> (SocketIoLayer, SocketIo) {
         .max_buffer_size(limits.outbound_buffer)
         .ws_max_message_size(limits.max_payload)
         .ws_max_frame_size(limits.max_payload)
+        // Kept for each socket's life; chat packets are small (see native).
+        .ws_read_buffer_size(1024)
         .transports([TransportType::Polling, TransportType::Websocket])
         .build_layer()
 }
