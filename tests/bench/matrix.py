@@ -7,7 +7,8 @@ Switchboard over Socket.IO on a two-edge cluster (cluster-sio: receivers on edge
 publishers on edge 1, through NATS and PostgreSQL).
 
 For each fan-out (sockets per conversation) each system is ramped (offered rate
-doubled until fewer than 95% of deliveries arrive) to find its peak deliveries/s,
+doubled until fewer than 95% of deliveries arrive, then bisected twice) to find
+its peak deliveries/s,
 then measured at half its peak, and at Node's half-peak rate (same offered load).
 Idle connections: connect and join N, server VmRSS before/after divided by N.
 
@@ -45,9 +46,10 @@ def env_list(name, default):
 
 
 FANOUTS = env_list("FANOUTS", [10] if SMOKE else [10, 100, 1000])
-IDLE = env_list("IDLE", [100] if SMOKE else [10000, 50000, 100000])
+# 19,000: the most this machine's descriptor limit (20,000, not raisable) allows.
+IDLE = env_list("IDLE", [100] if SMOKE else [10000, 19000, 50000, 100000])
 DURATION = os.environ.get("DURATION", "1" if SMOKE else "3")
-RAMP_STEPS = os.environ.get("RAMP_STEPS", "2" if SMOKE else "8")
+RAMP_STEPS = os.environ.get("RAMP_STEPS", "2" if SMOKE else "12")
 SYSTEMS = os.environ.get("SYSTEMS", "node,sb-sio,sb-native,floor,cluster-sio").split(",")
 CLUSTER = os.environ.get("CLUSTER", "0" if SMOKE else "1") == "1"
 # Conversations per fan-out: enough sockets to matter, few enough to connect quickly.
@@ -118,9 +120,17 @@ class Server:
         elif system == "cluster-sio":
             self.cluster_dir = os.path.join(self.tmp, "cluster")
             os.makedirs(self.cluster_dir)
+            # PostgreSQL runs as the postgres OS user, which must reach its data dir inside.
+            os.chmod(self.tmp, 0o755)
+            os.chmod(self.cluster_dir, 0o755)
             env.update(EDGES="2", WORKERS="1", SYNC_WORKERS="0", WA_WORKERS="0", SWITCHBOARD_BIN=SB)
-            subprocess.run(["bash", os.path.join(ROOT, "deploy", "cluster.sh"), "up", self.cluster_dir],
-                           env=env, check=True, stdout=logf, stderr=logf, timeout=180)
+            try:
+                subprocess.run(["bash", os.path.join(ROOT, "deploy", "cluster.sh"), "up", self.cluster_dir],
+                               env=env, check=True, stdout=logf, stderr=logf, timeout=180)
+            except Exception:
+                # What did start (NATS, say) must not outlive the failed attempt.
+                self.stop()
+                raise
             vals = {}
             for line in open(os.path.join(self.cluster_dir, "cluster.env")):
                 k, _, v = line.strip().partition("=")
@@ -181,7 +191,7 @@ def main():
                 skipped.append(f"{system}: could not start ({e})")
                 continue
             try:
-                start_rate = max(1.0, 4000.0 / fanout)
+                start_rate = max(1.0, 8000.0 / fanout)
                 args = ["--connections", str(fanout * convs), "--conversations", str(convs), "--ramp",
                         "--rate", str(start_rate), "--duration", DURATION, "--ramp-steps", RAMP_STEPS]
                 if node_half and system != "node":

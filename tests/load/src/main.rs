@@ -10,8 +10,10 @@
 //! (Switchboard's `/ws` JSON frames), `floor` (switchboard-floor's plain text).
 //!
 //! Modes: one fixed rate (`--rate`), a ramp (`--ramp`: doubling the rate until
-//! fewer than `--ramp-ok` of the deliveries arrive, then a phase at half the
-//! peak), or `--idle` (connect, join, measure the server's memory, no traffic).
+//! fewer than `--ramp-ok` of the deliveries arrive, two bisections between the
+//! last step that kept up and that one, then a phase at half the peak), or
+//! `--idle` (connect, join, measure the server's memory, no traffic). Each
+//! phase starts once the previous one's backlog has arrived.
 //!
 //! Prints one JSON object on a line, then one Markdown table row.
 
@@ -73,12 +75,14 @@ struct Args {
     /// Seconds each publishing phase lasts.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
-    /// Ramp: double the rate from --rate until deliveries fall short, then run at half the peak.
+    /// Ramp: double the rate from --rate until deliveries fall short, bisect twice, then run at
+    /// half the peak.
     #[arg(long)]
     ramp: bool,
     /// Ramp stops when fewer than this share of expected deliveries arrived (or p50 > 1 s).
     #[arg(long, default_value_t = 0.95)]
     ramp_ok: f64,
+    /// Ramp steps at most, bisections included.
     #[arg(long, default_value_t = 12)]
     ramp_steps: u32,
     /// One more phase at this rate (messages/s), e.g. another system's half peak.
@@ -121,6 +125,12 @@ fn now_us() -> u64 {
 }
 
 const MAX_PHASES: usize = 32;
+/// Bisections after the doubling ramp first falls behind.
+const RAMP_REFINEMENTS: u32 = 2;
+/// A backlog has cleared when nothing arrived for this long.
+const SETTLED: Duration = Duration::from_millis(500);
+/// ... or, for a server that never catches up, after this long.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Per-phase counters: deliveries, latency histogram, last delivery time.
 struct Stats {
@@ -143,6 +153,22 @@ impl Stats {
             errors: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until a previous phase's backlog has arrived, so that it does not
+    /// count against the next phase.
+    async fn settle(&self) {
+        let total = || self.delivered.iter().map(|d| d.load(Ordering::Relaxed)).sum::<u64>();
+        let give_up = Instant::now() + SETTLE_AT_MOST;
+        let mut seen = total();
+        while Instant::now() < give_up {
+            tokio::time::sleep(SETTLED).await;
+            let now = total();
+            if now == seen {
+                return;
+            }
+            seen = now;
         }
     }
 
@@ -591,8 +617,12 @@ async fn main() -> Result<()> {
         let mut phase_no = 0usize;
         if args.ramp {
             let mut rate = args.rate;
-            let mut peak: Option<Phase> = None;
+            // The peak is the best step that kept up; a step that fell behind
+            // counts only when none did.
+            let (mut peak, mut best_failed): (Option<Phase>, Option<Phase>) = (None, None);
+            let (mut last_ok, mut failed, mut refined) = (None::<f64>, None::<f64>, 0);
             for _ in 0..args.ramp_steps.min(MAX_PHASES as u32 - 3) {
+                stats.settle().await;
                 let p = publisher.run(phase_no, rate).await;
                 phase_no += 1;
                 eprintln!(
@@ -607,18 +637,28 @@ async fn main() -> Result<()> {
                     && p.delivered as f64 >= args.ramp_ok * p.expected as f64
                     && p.p50_ms < 1000.0;
                 phases.push(p.json());
-                if peak.as_ref().is_none_or(|b| p.deliveries_per_s > b.deliveries_per_s) {
-                    peak = Some(p);
+                let best = if ok { &mut peak } else { &mut best_failed };
+                if best.as_ref().is_none_or(|b| p.deliveries_per_s > b.deliveries_per_s) {
+                    *best = Some(p);
                 }
-                if !ok {
-                    break;
+                if ok {
+                    last_ok = Some(rate);
+                } else {
+                    failed = Some(rate);
                 }
-                rate *= 2.0;
-                // Let a backlog from the previous step clear.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // Double until a step falls behind, then bisect (geometrically)
+                // between the last step that kept up and it, twice.
+                rate = match (last_ok, failed) {
+                    (_, None) => rate * 2.0,
+                    (Some(lo), Some(hi)) if refined < RAMP_REFINEMENTS => {
+                        refined += 1;
+                        (lo * hi).sqrt()
+                    }
+                    _ => break,
+                };
             }
-            let peak = peak.expect("at least one ramp step");
-            tokio::time::sleep(Duration::from_secs_f64(args.drain)).await;
+            let peak = peak.or(best_failed).expect("at least one ramp step");
+            stats.settle().await;
             let half_rate = (peak.deliveries_per_s / 2.0 / (connected as f64 / convs.len() as f64)).max(1.0);
             let half = publisher.run(phase_no, half_rate).await;
             phase_no += 1;
@@ -632,7 +672,7 @@ async fn main() -> Result<()> {
             out["fixed"] = p.json();
         }
         if let Some(extra) = args.extra_rate {
-            tokio::time::sleep(Duration::from_secs_f64(args.drain)).await;
+            stats.settle().await;
             let p = publisher.run(phase_no, extra).await;
             out["extra"] = p.json();
         }

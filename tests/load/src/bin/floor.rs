@@ -53,8 +53,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn client(stream: TcpStream, id: u64, rooms: Rooms, queue: usize) {
     let _ = stream.set_nodelay(true);
-    // A small read buffer, as a memory-conscious server would set (tungstenite's default is 128 KiB).
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    // A small read buffer, as a memory-conscious server would set (tungstenite's default is 128 KiB),
+    // and a write buffer, so that the writer's batch (below) goes out in a few system calls rather
+    // than one per frame, as a tuned server's would.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(queue);
