@@ -4,11 +4,13 @@
 //! - [`sqlite`]: the embedded store of `switchboard dev`.
 //! - [`postgres`]: the shared store of a deployment, written by many processes.
 //! - [`sync`]: the tenants' outboxes of sync changes (seed 002's POS clients).
+//! - `append`: a batch of messages in a handful of statements, for both stores.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same
 //! transaction that stores it, from its conversation's `last_offset`, so
 //! offsets start at 1 and have no gaps whoever writes.
 
+mod append;
 pub mod postgres;
 pub mod sqlite;
 pub mod sync;

@@ -1,7 +1,8 @@
 //! The shared store: one PostgreSQL database written by many workers in many processes.
 //!
 //! Appends serialise per conversation on the conversation's row lock, so offsets stay
-//! gap-free and duplicate checks stay exact however many processes write.
+//! gap-free and duplicate checks stay exact however many processes write. The statements
+//! of a batch append are in [`append`]; everything else is here.
 
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ macro_rules! conversation_select {
          LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset "
     };
 }
+
+// After the macros, which it uses.
+mod append;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -187,90 +191,6 @@ async fn conversation_in(conn: &mut PgConnection, id: &str) -> Result<Option<Con
     row.as_ref().map(conversation_from_row).transpose()
 }
 
-/// Creates the conversation when the message asks for it; true when it did.
-/// Locks the conversation's row until the transaction ends and returns it
-/// (without its last message) and its `last_offset`, or `None` when it does
-/// not exist. Only the locked row is re-read when the lock was waited for:
-/// a join here would see the other writer's message from an older snapshot.
-async fn lock_conversation(conn: &mut PgConnection, id: &str) -> Result<Option<(Conversation, u64)>> {
-    let row = sqlx::query(
-        "SELECT c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, c.assignee, \
-         c.created_at, c.updated_at, c.last_offset, NULL::uuid AS m_id FROM conversations c \
-         WHERE c.id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let last_offset: i64 = row.try_get("last_offset")?;
-    Ok(Some((conversation_from_row(&row)?, last_offset as u64)))
-}
-
-async fn stored_duplicate(conn: &mut PgConnection, new: &NewMessage) -> Result<Option<Message>> {
-    let row = sqlx::query(concat!(
-        "SELECT conversation_id, ",
-        message_columns!(),
-        " FROM messages WHERE id = $1 OR \
-         (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4) LIMIT 1"
-    ))
-    .bind(new.id)
-    .bind(&new.conversation_id)
-    .bind(&new.sender.id)
-    .bind(&new.client_msg_id)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(located_message_from_row).transpose()
-}
-
-/// Bumps the conversation's `last_offset` and inserts the message, in one
-/// round trip (a data-modifying CTE runs whether or not it is read).
-async fn insert_message(conn: &mut PgConnection, new: &NewMessage, offset: i64) -> Result<()> {
-    sqlx::query(
-        "WITH bumped AS (UPDATE conversations SET last_offset = $2, updated_at = $10 WHERE id = $1) \
-         INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-         client_msg_id, source, created_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&new.conversation_id)
-    .bind(offset)
-    .bind(new.id)
-    .bind(&new.sender.id)
-    .bind(new.sender.role.as_str())
-    .bind(&new.sender.name)
-    .bind(&new.text)
-    .bind(&new.client_msg_id)
-    .bind(new.source.as_str())
-    .bind(to_time(new.created_at)?)
-    .bind(new.content.as_ref().map(|c| c.to_string()))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Three round trips: lock (with the conversation as it is), duplicate check,
-/// insert; the conversation afterwards is known without reading it again.
-/// A first message creates its conversation (one more), and a duplicate (rare:
-/// a redelivery or a retry) reads it again.
-async fn append_in(conn: &mut PgConnection, new: &NewMessage) -> Result<Appended> {
-    let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
-    // The lock comes before the duplicate check: a concurrent writer of the same
-    // message (a redelivery in another process) has then either committed, and
-    // is seen below, or waits for us. Checking first would let both insert.
-    let mut locked = lock_conversation(conn, &new.conversation_id).await?;
-    let mut conversation_created = false;
-    if let (None, Some(create)) = (&locked, new.conversation_to_create()) {
-        conversation_created = insert_conversation(conn, &create).await?;
-        locked = lock_conversation(conn, &new.conversation_id).await?;
-    }
-    let (conversation, last_offset) = locked.ok_or_else(missing)?;
-    if let Some(message) = stored_duplicate(conn, new).await? {
-        let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
-        return Ok(Appended { message, created: false, conversation, conversation_created });
-    }
-    let offset = last_offset + 1;
-    insert_message(conn, new, offset as i64).await?;
-    Ok(Appended::inserted(new, offset, conversation, conversation_created))
-}
-
 async fn set_status_in(
     conn: &mut PgConnection,
     message_id: Uuid,
@@ -338,19 +258,7 @@ impl Store for PgStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for new in batch {
-                match append_in(conn, new).await {
-                    Err(StoreError::ConversationNotFound(id)) => {
-                        outcomes.push(Err(StoreError::ConversationNotFound(id)))
-                    }
-                    other => outcomes.push(Ok(other?)),
-                }
-            }
-            Ok(outcomes)
-        })
-        .await
+        self.write(async |conn| crate::append::append_batch(conn, batch).await).await
     }
 
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {

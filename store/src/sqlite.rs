@@ -1,4 +1,7 @@
-//! The embedded store: one SQLite file in WAL mode.
+//! The embedded store: one SQLite file in WAL mode. The statements of a batch
+//! append are in [`append`]; everything else is here.
+
+mod append;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -169,70 +172,6 @@ async fn conversation_in(conn: &mut SqliteConnection, id: &str) -> Result<Option
     row.as_ref().map(conversation_from_row).transpose()
 }
 
-/// Bumps the conversation's `last_offset` and returns the conversation (without
-/// its last message) and the new offset, or `None` when it does not exist.
-async fn bump_offset(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Option<(Conversation, u64)>> {
-    let row = sqlx::query(
-        "UPDATE conversations SET last_offset = last_offset + 1, updated_at = $2 WHERE id = $1 \
-         RETURNING id, channel, status, customer_id, customer_name, customer_phone, assignee, \
-         created_at, updated_at, last_offset, NULL AS m_id",
-    )
-    .bind(&new.conversation_id)
-    .bind(new.created_at.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let offset: i64 = row.try_get("last_offset")?;
-    Ok(Some((conversation_from_row(&row)?, offset as u64)))
-}
-
-/// Three statements: duplicate check, offset bump (which reads the
-/// conversation), insert. A first message creates its conversation (two
-/// more), and a duplicate (rare: a redelivery or a retry) reads it again.
-async fn append_in(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Appended> {
-    let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
-    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 OR \
-         (conversation_id = $2 AND sender_id = $3 AND client_msg_id = $4)"
-    )))
-    .bind(new.id.to_string())
-    .bind(&new.conversation_id)
-    .bind(&new.sender.id)
-    .bind(&new.client_msg_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = existing {
-        let message = message_from_row(&row, "", &new.conversation_id)?;
-        let conversation = conversation_in(conn, &new.conversation_id).await?.ok_or_else(missing)?;
-        return Ok(Appended { message, created: false, conversation, conversation_created: false });
-    }
-    let mut bumped = bump_offset(conn, new).await?;
-    let mut conversation_created = false;
-    if let (None, Some(create)) = (&bumped, new.conversation_to_create()) {
-        conversation_created = insert_conversation(conn, &create).await?;
-        bumped = bump_offset(conn, new).await?;
-    }
-    let (conversation, offset) = bumped.ok_or_else(missing)?;
-    sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-         client_msg_id, source, created_at, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&new.conversation_id)
-    .bind(offset as i64)
-    .bind(new.id.to_string())
-    .bind(&new.sender.id)
-    .bind(new.sender.role.as_str())
-    .bind(&new.sender.name)
-    .bind(&new.text)
-    .bind(&new.client_msg_id)
-    .bind(new.source.as_str())
-    .bind(new.created_at.0)
-    .bind(new.content.as_ref().map(|c| c.to_string()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(Appended::inserted(new, offset, conversation, conversation_created))
-}
-
 async fn set_status_in(
     conn: &mut SqliteConnection,
     message_id: Uuid,
@@ -299,19 +238,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for new in batch {
-                match append_in(conn, new).await {
-                    Err(StoreError::ConversationNotFound(id)) => {
-                        outcomes.push(Err(StoreError::ConversationNotFound(id)))
-                    }
-                    other => outcomes.push(Ok(other?)),
-                }
-            }
-            Ok(outcomes)
-        })
-        .await
+        self.write(async |conn| crate::append::append_batch(conn, batch).await).await
     }
 
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {

@@ -40,6 +40,7 @@ macro_rules! behaviour_tests {
             concurrent_takers_get_each_bot_reply_once,
             a_failed_write_does_not_keep_the_database_locked,
             a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
+            a_batch_over_several_conversations_numbers_each_and_knows_what_was_stored,
             sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers,
             concurrent_redeliveries_of_a_sync_change_store_it_once,
             pending_sync_changes_come_in_seq_order_until_confirmed,
@@ -436,6 +437,43 @@ pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_i
     assert_eq!(outcomes[2].as_ref().unwrap().message.offset, 2);
     assert!(!outcomes[3].as_ref().unwrap().created);
     assert_eq!(texts_after(&*store, "c1", 0).await, ["one", "two"]);
+}
+
+pub async fn a_batch_over_several_conversations_numbers_each_and_knows_what_was_stored(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let before = store.append_message(new_message("c1", "before", Some("k0"))).await.unwrap();
+    let mut first_of_new = new_message("new", "hello", None);
+    first_of_new.create_for = Some(customer("cust-9"));
+    let mut second_of_new = new_message("new", "again", None);
+    second_of_new.create_for = Some(customer("cust-9"));
+    let batch = vec![
+        new_message("c1", "one", None),
+        first_of_new,
+        new_message("c1", "before, retried", Some("k0")),
+        second_of_new.clone(),
+        new_message("c1", "two", None),
+        second_of_new,
+    ];
+    let outcomes: Vec<Appended> =
+        store.append_messages(&batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    let offsets: Vec<u64> = outcomes.iter().map(|a| a.message.offset).collect();
+    assert_eq!(offsets, [2, 1, 1, 2, 3, 2]);
+    let created: Vec<bool> = outcomes.iter().map(|a| a.created).collect();
+    assert_eq!(created, [true, true, false, true, true, false]);
+    let conversation_created: Vec<bool> = outcomes.iter().map(|a| a.conversation_created).collect();
+    assert_eq!(conversation_created, [false, true, false, false, false, false]);
+    assert_eq!(outcomes[2].message, before.message, "a retry gets the stored message back");
+    assert_eq!(outcomes[5].message, outcomes[3].message, "a redelivery within the batch too");
+    for appended in outcomes.iter().filter(|a| a.created) {
+        assert_eq!(appended.conversation.last_message.as_ref(), Some(&appended.message));
+        assert_eq!(appended.conversation.id, appended.message.conversation_id);
+    }
+    assert_eq!(outcomes[1].conversation.customer.id, "cust-9");
+    assert_eq!(texts_after(&*store, "c1", 0).await, ["before", "one", "two"]);
+    assert_eq!(texts_after(&*store, "new", 0).await, ["hello", "again"]);
+    let stored = store.conversation("new").await.unwrap().unwrap();
+    assert_eq!(stored.last_message.map(|m| m.text).as_deref(), Some("again"));
 }
 
 fn new_change(tenant: &str, n: usize) -> NewChange {

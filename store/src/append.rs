@@ -1,0 +1,163 @@
+//! Appending a batch of messages in a handful of statements, whatever its
+//! size: the conversations are locked, one statement finds which messages are
+//! already stored, one per conversation moves its `last_offset` past its share
+//! of the batch, and one inserts them all. Each store supplies the statements
+//! ([`Appender`]); the bookkeeping is here, once.
+//!
+//! Statement by statement, the round trips cost more than the storing itself
+//! under load (on SQLite, each one wakes the database's own thread).
+
+use std::future::Future;
+
+use switchboard_proto::model::{Conversation, Message, Timestamp};
+
+use crate::{Appended, NewConversation, NewMessage, Result, StoreError};
+
+/// The statements a batch append needs, inside the store's write transaction.
+pub(crate) trait Appender: Send {
+    /// Holds these conversations' rows until the transaction ends, where the
+    /// database does not already serialise writers. Taken before looking for
+    /// stored messages, so a concurrent writer of the same message has either
+    /// committed (and is seen) or waits.
+    fn lock(&mut self, conversation_ids: &[&str]) -> impl Future<Output = Result<()>> + Send;
+    /// The batch's messages that are already stored.
+    fn stored_already(&mut self, batch: &[NewMessage]) -> impl Future<Output = Result<Vec<Message>>> + Send;
+    /// Moves the conversation's `last_offset` on by `count`; answers the
+    /// conversation (without its last message) and the new `last_offset`, or
+    /// `None` when it does not exist.
+    fn bump_offset(
+        &mut self,
+        conversation_id: &str,
+        count: usize,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<Option<(Conversation, u64)>>> + Send;
+    /// Creates a conversation unless it exists; true when it did.
+    fn create_conversation(&mut self, new: &NewConversation) -> impl Future<Output = Result<bool>> + Send;
+    /// Inserts `rows` (index into `batch`, offset) in one statement.
+    fn insert_all(
+        &mut self,
+        batch: &[NewMessage],
+        rows: &[(usize, u64)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The conversation as it is now, with its last message.
+    fn conversation(&mut self, id: &str) -> impl Future<Output = Result<Option<Conversation>>> + Send;
+}
+
+/// What became of one message of the batch.
+enum Fate {
+    /// Stored before this batch: its message as stored.
+    Stored(Message),
+    /// The same as the batch's earlier message at this index.
+    SameAs(usize),
+    /// Stored now, at this offset, in this conversation (as it was read).
+    Inserted {
+        offset: u64,
+        conversation: Conversation,
+        conversation_created: bool,
+    },
+    Missing,
+}
+
+pub(crate) async fn append_batch(
+    db: &mut impl Appender,
+    batch: &[NewMessage],
+) -> Result<Vec<Result<Appended>>> {
+    let mut conversation_ids: Vec<&str> = batch.iter().map(|n| n.conversation_id.as_str()).collect();
+    conversation_ids.sort_unstable();
+    conversation_ids.dedup();
+    db.lock(&conversation_ids).await?;
+    let stored = db.stored_already(batch).await?;
+    let mut fates: Vec<Option<Fate>> = batch.iter().map(|_| None).collect();
+    // The new messages of each conversation, in batch order; conversations in
+    // order of first appearance.
+    let mut fresh: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, new) in batch.iter().enumerate() {
+        if let Some(message) = stored
+            .iter()
+            .find(|m| same_message(new, &m.conversation_id, &m.sender.id, m.id, &m.client_msg_id))
+        {
+            fates[i] = Some(Fate::Stored(message.clone()));
+        } else if let Some(j) = batch[..i]
+            .iter()
+            .position(|e| same_message(new, &e.conversation_id, &e.sender.id, e.id, &e.client_msg_id))
+        {
+            fates[i] = Some(Fate::SameAs(j));
+        } else if let Some((_, indices)) = fresh.iter_mut().find(|(c, _)| *c == new.conversation_id) {
+            indices.push(i);
+        } else {
+            fresh.push((&new.conversation_id, vec![i]));
+        }
+    }
+    let mut rows = Vec::new();
+    for (conversation_id, indices) in &fresh {
+        let at = batch[*indices.last().expect("a group has a message")].created_at;
+        let mut bumped = db.bump_offset(conversation_id, indices.len(), at).await?;
+        let mut created = false;
+        let creator = indices.iter().find_map(|&i| batch[i].conversation_to_create());
+        if let (None, Some(create)) = (&bumped, creator) {
+            created = db.create_conversation(&create).await?;
+            bumped = db.bump_offset(conversation_id, indices.len(), at).await?;
+        }
+        let Some((conversation, last_offset)) = bumped else {
+            indices.iter().for_each(|&i| fates[i] = Some(Fate::Missing));
+            continue;
+        };
+        let first_offset = last_offset + 1 - indices.len() as u64;
+        for (n, &i) in indices.iter().enumerate() {
+            let offset = first_offset + n as u64;
+            rows.push((i, offset));
+            // The first message is the one that created the conversation.
+            let conversation_created = created && n == 0;
+            fates[i] =
+                Some(Fate::Inserted { offset, conversation: conversation.clone(), conversation_created });
+        }
+    }
+    if !rows.is_empty() {
+        db.insert_all(batch, &rows).await?;
+    }
+    let mut outcomes: Vec<Result<Appended>> = Vec::with_capacity(batch.len());
+    for (new, fate) in batch.iter().zip(fates) {
+        let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
+        let outcome = match fate.expect("every message has a fate") {
+            Fate::Inserted { offset, conversation, conversation_created } => {
+                Ok(Appended::inserted(new, offset, conversation, conversation_created))
+            }
+            Fate::Stored(message) => duplicate(db, message).await?.ok_or_else(missing),
+            Fate::SameAs(j) => match &outcomes[j] {
+                Ok(earlier) => duplicate(db, earlier.message.clone()).await?.ok_or_else(missing),
+                Err(_) => Err(missing()),
+            },
+            Fate::Missing => Err(missing()),
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// A message sent again (a redelivery or a retry): the stored one, with its
+/// conversation as it is now.
+async fn duplicate(db: &mut impl Appender, message: Message) -> Result<Option<Appended>> {
+    let conversation = db.conversation(&message.conversation_id).await?;
+    Ok(conversation.map(|conversation| Appended {
+        message,
+        created: false,
+        conversation,
+        conversation_created: false,
+    }))
+}
+
+/// The same message as `new`: the same id, or the same sender's same
+/// `client_msg_id` in the same conversation.
+fn same_message(
+    new: &NewMessage,
+    conversation_id: &str,
+    sender_id: &str,
+    id: uuid::Uuid,
+    client_msg_id: &Option<String>,
+) -> bool {
+    id == new.id
+        || (conversation_id == new.conversation_id
+            && sender_id == new.sender.id
+            && new.client_msg_id.is_some()
+            && *client_msg_id == new.client_msg_id)
+}

@@ -1,0 +1,103 @@
+//! The statements of a batch append (see [`crate::append`]) on PostgreSQL,
+//! where several workers write at once: conversation rows are locked in id
+//! order, so two batches sharing conversations wait for each other rather
+//! than deadlock.
+
+use sqlx::{PgConnection, Row};
+use switchboard_proto::model::{Conversation, Message, Timestamp};
+
+use super::{conversation_from_row, conversation_in, insert_conversation, located_message_from_row, to_time};
+use crate::append::Appender;
+use crate::{NewConversation, NewMessage, Result};
+
+impl Appender for PgConnection {
+    async fn lock(&mut self, conversation_ids: &[&str]) -> Result<()> {
+        sqlx::query("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(conversation_ids)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    /// One statement whose text never changes (so it stays prepared). The
+    /// lateral join makes each key an index lookup whatever the planner guesses
+    /// of the array's length (a join would scan the table).
+    async fn stored_already(&mut self, batch: &[NewMessage]) -> Result<Vec<Message>> {
+        let keyed: Vec<&NewMessage> = batch.iter().filter(|n| n.client_msg_id.is_some()).collect();
+        let rows = sqlx::query(concat!(
+            "SELECT conversation_id, ",
+            message_columns!(),
+            " FROM messages WHERE id = ANY($1) UNION SELECT m.conversation_id, ",
+            "m.id, m.seq, m.sender_id, m.sender_role, m.sender_name, m.text, m.client_msg_id, m.source, \
+             m.created_at, m.content \
+             FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k (conversation_id, sender_id, client_msg_id) \
+             CROSS JOIN LATERAL (SELECT * FROM messages WHERE conversation_id = k.conversation_id \
+             AND sender_id = k.sender_id AND client_msg_id = k.client_msg_id) m"
+        ))
+        .bind(batch.iter().map(|n| n.id).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|n| n.conversation_id.as_str()).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|n| n.sender.id.as_str()).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|n| n.client_msg_id.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut *self)
+        .await?;
+        rows.iter().map(located_message_from_row).collect()
+    }
+
+    async fn bump_offset(
+        &mut self,
+        conversation_id: &str,
+        count: usize,
+        at: Timestamp,
+    ) -> Result<Option<(Conversation, u64)>> {
+        let row = sqlx::query(
+            "UPDATE conversations SET last_offset = last_offset + $3, updated_at = $2 WHERE id = $1 \
+             RETURNING id, channel, status, customer_id, customer_name, customer_phone, assignee, \
+             created_at, updated_at, last_offset, NULL::uuid AS m_id",
+        )
+        .bind(conversation_id)
+        .bind(to_time(at)?)
+        .bind(count as i64)
+        .fetch_optional(&mut *self)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_offset: i64 = row.try_get("last_offset")?;
+        Ok(Some((conversation_from_row(&row)?, last_offset as u64)))
+    }
+
+    async fn create_conversation(&mut self, new: &NewConversation) -> Result<bool> {
+        insert_conversation(self, new).await
+    }
+
+    /// One statement whose text never changes: the rows travel as arrays.
+    async fn insert_all(&mut self, batch: &[NewMessage], rows: &[(usize, u64)]) -> Result<()> {
+        let new = |&(i, _): &(usize, u64)| &batch[i];
+        let mut created_at = Vec::with_capacity(rows.len());
+        for row in rows {
+            created_at.push(to_time(new(row).created_at)?);
+        }
+        sqlx::query(
+            "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+             client_msg_id, source, created_at, content) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])",
+        )
+        .bind(rows.iter().map(|r| new(r).conversation_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|&(_, offset)| offset as i64).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).sender.id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).sender.role.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).sender.name.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).text.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).client_msg_id.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).source.as_str()).collect::<Vec<_>>())
+        .bind(created_at)
+        .bind(rows.iter().map(|r| new(r).content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn conversation(&mut self, id: &str) -> Result<Option<Conversation>> {
+        conversation_in(self, id).await
+    }
+}
