@@ -74,7 +74,7 @@ impl Edge {
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
             .layer(layer)
-            .layer(axum::middleware::map_request(http::detach_head))
+            .layer(axum::middleware::map_request(socketio::detach_handshake_head))
             .layer(cors);
         Ok(Self { router, state, native })
     }

@@ -43,25 +43,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Copies a request's URI and header values out of the connection's read
-/// buffer. hyper parses them as slices of that 8–16 KiB buffer, and a
-/// Socket.IO session keeps its handshake's head for its whole life, so
-/// without the copy every idle socket pins a read buffer it no longer uses.
-pub async fn detach_head(request: Request) -> Request {
-    let (mut parts, body) = request.into_parts();
-    if let Ok(uri) = parts.uri.to_string().parse() {
-        parts.uri = uri;
-    }
-    for value in parts.headers.values_mut() {
-        let sensitive = value.is_sensitive();
-        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-            copy.set_sensitive(sensitive);
-            *value = copy;
-        }
-    }
-    Request::from_parts(parts, body)
-}
-
 /// An allow-list of browser origins; no list, no cross-origin access.
 pub fn cors(origins: &[String]) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();

@@ -13,6 +13,8 @@ pub mod sync;
 
 use std::sync::Arc;
 
+use axum::extract::Request;
+use axum::http::HeaderValue;
 use serde_json::{Value, json};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -43,6 +45,29 @@ pub fn layer(limits: &Limits) -> (SocketIoLayer, SocketIo) {
         .ws_read_buffer_size(1024)
         .transports([TransportType::Polling, TransportType::Websocket])
         .build_layer()
+}
+
+/// Copies a Socket.IO request's URI and header values out of the connection's
+/// read buffer. hyper parses them as slices of that 8–16 KiB buffer, and a
+/// session keeps its handshake's head for its whole life, so without the copy
+/// every idle socket pins a read buffer it no longer uses. Other requests do
+/// not outlive their response and are left as they are.
+pub async fn detach_handshake_head(request: Request) -> Request {
+    if !request.uri().path().starts_with("/socket.io/") {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(uri) = parts.uri.to_string().parse() {
+        parts.uri = uri;
+    }
+    for value in parts.headers.values_mut() {
+        let sensitive = value.is_sensitive();
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(sensitive);
+            *value = copy;
+        }
+    }
+    Request::from_parts(parts, body)
 }
 
 pub fn register(state: Arc<EdgeState>) {
