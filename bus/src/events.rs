@@ -54,6 +54,18 @@ impl Event {
         })
     }
 
+    /// The conversation the event belongs to, for those that belong to one: a
+    /// consumer of one conversation's subject checks it is its own.
+    pub fn conversation_id(&self) -> Option<&str> {
+        match self {
+            Event::MessageNew(m) => Some(&m.conversation_id),
+            Event::MessageStatus(s) => Some(&s.conversation_id),
+            Event::Typing(t) => Some(&t.conversation_id),
+            Event::Presence(p) => Some(&p.conversation_id),
+            Event::ConversationNew(_) | Event::ConversationUpdated(_) | Event::BotReply(_) => None,
+        }
+    }
+
     /// The envelope this event travels in.
     pub fn envelope(&self) -> Envelope {
         match self {

@@ -3,7 +3,8 @@
 //! survives a restart; a command not yet acknowledged was never answered).
 //! Event streams are not retained: nothing in one process replays them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ use crate::{Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, R
 const SUBSCRIBER_BUFFER: usize = 8192;
 /// JetStream's default duplicate window.
 const DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+/// The most ids the window holds (about 50 MB): past that, at rates beyond
+/// what one process stores, the oldest are forgotten before their time.
+const DEDUPE_MAX: usize = 1 << 20;
 
 #[derive(Clone, Default)]
 pub struct MemoryBus {
@@ -44,27 +48,37 @@ struct Subscriber {
     tx: mpsc::Sender<Envelope>,
 }
 
-#[derive(Default)]
+/// The ids published within the window. Each is kept as a 128-bit keyed hash
+/// rather than as its text: at a thousand messages a second the window holds
+/// hundreds of thousands of ids, and this keeps each to a few dozen bytes
+/// (two ids sharing a hash is a 2^-128 chance per pair).
 struct Dedupe {
-    seen: HashMap<String, Instant>,
-    order: VecDeque<(Instant, String)>,
+    keys: [RandomState; 2],
+    seen: HashSet<u128>,
+    order: VecDeque<(Instant, u128)>,
+}
+
+impl Default for Dedupe {
+    fn default() -> Self {
+        Self { keys: [RandomState::new(), RandomState::new()], seen: HashSet::new(), order: VecDeque::new() }
+    }
 }
 
 impl Dedupe {
     /// True the first time an id is seen within the window.
     fn first_time(&mut self, id: &str, now: Instant) -> bool {
-        while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) < DEDUPE_WINDOW {
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) < DEDUPE_WINDOW && self.order.len() < DEDUPE_MAX {
                 break;
             }
-            let (_, old) = self.order.pop_front().expect("front exists");
+            self.order.pop_front();
             self.seen.remove(&old);
         }
-        if self.seen.contains_key(id) {
+        let hash = u128::from(self.keys[0].hash_one(id)) << 64 | u128::from(self.keys[1].hash_one(id));
+        if !self.seen.insert(hash) {
             return false;
         }
-        self.seen.insert(id.to_owned(), now);
-        self.order.push_back((now, id.to_owned()));
+        self.order.push_back((now, hash));
         true
     }
 }

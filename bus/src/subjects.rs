@@ -71,18 +71,54 @@ pub fn reply_subject(node: &str, call: u64) -> String {
     format!("sb.reply.{}.{call}", token(node))
 }
 
-/// Makes an id safe as one subject token: `.`, `*`, `>` and white space are
-/// percent-encoded, so distinct ids stay distinct.
+/// Makes an id safe as one subject token. `.`, `*`, `>`, `%`, white space and
+/// control characters become `%` and two hex digits per UTF-8 byte; nothing
+/// else is touched. Every escape has that one fixed width and `%` itself is
+/// escaped, so the encoding is injective ([`untoken`] reverses it): two
+/// distinct ids never share a subject. The empty id, which no other id can
+/// produce, is a lone `%`.
 pub fn token(id: &str) -> String {
+    if id.is_empty() {
+        return "%".into();
+    }
     let mut out = String::with_capacity(id.len());
     for c in id.chars() {
-        match c {
-            '.' | '*' | '>' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
-            c if c.is_whitespace() || c.is_control() => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
+        if c == '.' || c == '*' || c == '>' || c == '%' || c.is_whitespace() || c.is_control() {
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xF)]));
+            }
+        } else {
+            out.push(c);
         }
     }
-    if out.is_empty() { "%00".into() } else { out }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The id a [`token`] was made from; `None` for a string no id encodes to.
+pub fn untoken(encoded: &str) -> Option<String> {
+    if encoded == "%" {
+        return Some(String::new());
+    }
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = tail.get(..2)?;
+            let digit = |b: u8| HEX.iter().position(|&h| h == b);
+            bytes.push((digit(hex[0])? << 4 | digit(hex[1])?) as u8);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    let id = String::from_utf8(bytes).ok()?;
+    (token(&id) == encoded).then_some(id)
 }
 
 /// NATS subject matching: `*` matches one token, a final `>` one or more.
@@ -124,5 +160,36 @@ mod tests {
         assert_eq!(conv_msg("*"), "sb.conv.%2A.msg");
         assert_ne!(token("a.b"), token("a%2Eb"));
         assert!(!is_wildcard(&conv_msg("x>y")));
+    }
+
+    #[test]
+    fn escapes_have_one_width_so_ids_that_once_collided_do_not() {
+        assert_ne!(token("x\u{2028}"), token("x 28"));
+        assert_eq!(token("x\u{2028}"), "x%E2%80%A8");
+        assert_ne!(token(""), token("\0"));
+        assert_eq!(untoken("x%E2%80%A8").as_deref(), Some("x\u{2028}"));
+        assert_eq!(untoken("%"), Some(String::new()));
+        // Not the encoding of any id: a bare wildcard, a short escape, an escape of a kept char.
+        assert_eq!(untoken("%2"), None);
+        assert_eq!(untoken("%41"), None);
+        assert_eq!(untoken("a.b"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_encoding_is_injective_and_round_trips(a in "\\PC*", b in "\\PC*") {
+            proptest::prop_assert_eq!(untoken(&token(&a)), Some(a.clone()));
+            proptest::prop_assert_eq!(token(&a) == token(&b), a == b);
+        }
+
+        #[test]
+        fn any_unicode_stays_in_one_printable_token(id in proptest::collection::vec(proptest::char::any(), 0..24)) {
+            let id: String = id.into_iter().collect();
+            let t = token(&id);
+            proptest::prop_assert!(!t.is_empty());
+            proptest::prop_assert!(!t.contains(['.', '*', '>']));
+            proptest::prop_assert!(!t.chars().any(|c| c.is_whitespace() || c.is_control()));
+            proptest::prop_assert_eq!(untoken(&t), Some(id));
+        }
     }
 }

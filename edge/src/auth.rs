@@ -37,6 +37,8 @@ pub enum AuthError {
     Required,
     Invalid,
     Expired,
+    /// `nbf` is still in the future.
+    NotYetValid,
 }
 
 impl AuthError {
@@ -45,6 +47,7 @@ impl AuthError {
             AuthError::Required => "token required",
             AuthError::Invalid => "invalid token",
             AuthError::Expired => "token expired",
+            AuthError::NotYetValid => "token not yet valid",
         }
     }
 
@@ -53,6 +56,7 @@ impl AuthError {
             AuthError::Required => "token_required",
             AuthError::Invalid => "invalid_token",
             AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
         }
     }
 }
@@ -81,6 +85,7 @@ impl Verifier {
     pub fn hs256(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self { key: DecodingKey::from_secret(secret.as_bytes()), validation }
     }
@@ -91,6 +96,7 @@ impl Verifier {
             .kind()
         {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             _ => AuthError::Invalid,
         })?;
         let claims = data.claims;
@@ -121,9 +127,11 @@ impl Identity {
         self.role == Role::Customer
     }
 
-    /// May this caller join, read and write in `conversation`?
+    /// May this caller join, read and write in `conversation`? A customer only
+    /// in its own: one whose customer it is. Listing an id in a token lets a
+    /// customer create that conversation, never enter another customer's.
     pub fn may_access(&self, conversation: &Conversation) -> bool {
-        !self.is_customer() || conversation.customer.id == self.user_id || self.lists(&conversation.id)
+        !self.is_customer() || conversation.customer.id == self.user_id
     }
 
     /// Whether the token names this conversation (so it may be created for it).
@@ -183,6 +191,13 @@ mod tests {
         assert_eq!(verifier.verify(Some(&forged)), Err(AuthError::Invalid));
         let old = mint("s3cret", &claims(now() - 10));
         assert_eq!(verifier.verify(Some(&old)), Err(AuthError::Expired));
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({ "sub": "u1", "role": "customer", "exp": now() + 120, "nbf": now() + 60 }),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(Some(&early)), Err(AuthError::NotYetValid));
         let mut admin = claims(now() + 60);
         admin.role = "admin".into();
         assert_eq!(verifier.verify(Some(&mint("s3cret", &admin))), Err(AuthError::Invalid));

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::commands::Draft;
 use crate::error::ApiError;
-use crate::feed::{JoinRequest, Snapshot};
+use crate::feed::{JoinRequest, Respond, Snapshot};
 use crate::session::Session;
 use crate::state::{EdgeState, check_id};
 
@@ -99,6 +99,7 @@ pub async fn legacy_join<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responde
 pub async fn legacy_leave<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     match legacy_conversation(&data) {
         Ok(id) => {
+            let _turn = ctx.session.presence_turn().await;
             if leave(&ctx, &id, true) {
                 announce_presence(&ctx, &id, false).await;
             }
@@ -124,24 +125,21 @@ async fn join<P: Peer>(
     legacy: bool,
     reply: impl Responder,
 ) {
-    let admitted = async {
-        ctx.state.conversation_for(&ctx.session.identity, &conversation_id).await?;
-        ctx.session.enter(&conversation_id, legacy)
-    };
-    let new_member = match admitted.await {
-        Ok(new_member) => new_member,
-        Err(e) => return reply.send(Err(e)),
-    };
+    if let Err(e) = ctx.state.conversation_for(&ctx.session.identity, &conversation_id).await {
+        return reply.send(Err(e));
+    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let respond = {
+    let respond: Respond = {
         let ctx = ctx.clone();
         let conversation_id = conversation_id.clone();
         // Runs in the feed's sequence: the answer goes out and the socket
         // enters the room before the feed delivers anything newer.
         Box::new(move |outcome: Result<Snapshot, ApiError>| {
             let answer = outcome.map(|snapshot| {
-                ctx.peer.enter(&conversation_id, audience(legacy));
-                if !legacy {
+                let entered = ctx.session.while_member(&conversation_id, legacy, || {
+                    ctx.peer.enter(&conversation_id, audience(legacy))
+                });
+                if entered && !legacy {
                     let joined = json!({ "conversation_id": conversation_id, "message": "joined" });
                     ctx.peer.emit("joined_conversation", &joined);
                 }
@@ -156,9 +154,30 @@ async fn join<P: Peer>(
             reply.send(answer);
         })
     };
-    ctx.state.feeds.join(&conversation_id, JoinRequest { since, respond }, new_member);
+    // The feed counts the socket in the same step that records the join, so a
+    // disconnect at any moment gives back exactly what the join took.
+    let mut request = Some(JoinRequest { since, respond });
+    let mut new_member = false;
+    let entered = ctx.session.enter(&conversation_id, legacy, |first| {
+        new_member = first;
+        let request = request.take().expect("the join request is used once");
+        ctx.state.feeds.join(&conversation_id, request, first);
+    });
+    if let Err(e) = entered {
+        if let Some(request) = request {
+            (request.respond)(Err(e));
+        }
+        return;
+    }
     match done_rx.await {
-        Ok(true) if new_member => announce_presence(&ctx, &conversation_id, true).await,
+        Ok(true) if new_member => {
+            let _turn = ctx.session.presence_turn().await;
+            // Not when the socket left or went while the join was answered:
+            // its `offline` may have gone out already.
+            if ctx.session.is_member(&conversation_id) {
+                announce_presence(&ctx, &conversation_id, true).await;
+            }
+        }
         Ok(true) => {}
         _ => {
             leave(&ctx, &conversation_id, legacy);
@@ -171,9 +190,11 @@ pub async fn leave_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl R
     match outcome {
         Ok(id) => {
             stop_typing(&ctx, &id).await;
+            let turn = ctx.session.presence_turn().await;
             if leave(&ctx, &id, false) {
                 announce_presence(&ctx, &id, false).await;
             }
+            drop(turn);
             ctx.peer.emit("left_conversation", &json!({ "conversation_id": id }));
             reply.send(Ok(json!({ "conversation_id": id })));
         }
@@ -318,12 +339,16 @@ pub async fn ping<P: Peer>(ctx: Ctx<P>, _data: Value, reply: impl Responder) {
 
 /// Everything a socket held, given back when it goes.
 pub async fn disconnect<P: Peer>(ctx: Ctx<P>) {
+    let turn = ctx.session.presence_turn().await;
     for conversation_id in ctx.session.exit_all() {
         ctx.state.feeds.leave(&conversation_id);
         stop_typing(&ctx, &conversation_id).await;
         announce_presence(&ctx, &conversation_id, false).await;
     }
-    if let Some(phone) = &ctx.session.phone {
+    drop(turn);
+    if let Some(phone) = &ctx.session.phone
+        && ctx.session.relay.close()
+    {
         ctx.state.phones.release(phone).await;
     }
 }

@@ -49,6 +49,7 @@ impl ApiError {
             "bad_request" => StatusCode::BAD_REQUEST,
             "forbidden" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self { status, code: body.code, message: body.message }

@@ -207,7 +207,13 @@ impl FeedTask {
                 },
                 event = events.next() => match event {
                     Some(envelope) => match Event::decode(&envelope) {
-                        Ok(event) => self.on_event(event).await,
+                        Ok(event) if event.conversation_id() == Some(self.conversation_id.as_str()) => {
+                            self.on_event(event).await
+                        }
+                        Ok(_) => {
+                            // Never expected (subjects are injective), so counted, not logged per event.
+                            metrics::counter!("switchboard_foreign_events_dropped_total").increment(1);
+                        }
                         Err(e) => tracing::warn!(error = %e, subject = %envelope.subject, "event dropped"),
                     },
                     None => return,

@@ -73,6 +73,7 @@ impl Edge {
         socketio::register(state.clone());
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
+            .layer(axum::middleware::map_response(http::json_errors))
             .layer(layer)
             .layer(axum::middleware::map_request(socketio::detach_handshake_head))
             .layer(cors);

@@ -32,7 +32,12 @@ pub struct Session {
     pub identity: Identity,
     /// The WhatsApp number whose bot replies this socket receives.
     pub phone: Option<String>,
-    memberships: Mutex<HashMap<String, Membership>>,
+    /// This connection's reference on its phone's bot-reply relay.
+    pub relay: RelayHold,
+    joined: Mutex<Joined>,
+    /// Taken by whatever announces presence, so a join's `online` and a
+    /// disconnect's `offline` go out in the order their effects happened.
+    presence: tokio::sync::Mutex<()>,
     typing: Mutex<HashMap<String, AbortHandle>>,
     publish: Mutex<RateLimit>,
     typing_rate: Mutex<RateLimit>,
@@ -40,12 +45,22 @@ pub struct Session {
     max_joins: usize,
 }
 
+/// The conversations a connection is in; closed once it has gone, so a join
+/// still in flight then cannot leave anything behind.
+#[derive(Default)]
+struct Joined {
+    memberships: HashMap<String, Membership>,
+    closed: bool,
+}
+
 impl Session {
     pub fn new(identity: Identity, phone: Option<String>, limits: &Limits) -> Self {
         Self {
             identity,
             phone,
-            memberships: Mutex::default(),
+            relay: RelayHold::default(),
+            joined: Mutex::default(),
+            presence: tokio::sync::Mutex::default(),
             typing: Mutex::default(),
             publish: Mutex::new(RateLimit::per_second(limits.publish_rate)),
             typing_rate: Mutex::new(RateLimit::per_second(limits.typing_rate)),
@@ -54,12 +69,26 @@ impl Session {
         }
     }
 
-    /// Records a join; `Ok(true)` when the socket was not in the conversation
-    /// yet by any means.
-    pub fn enter(&self, conversation_id: &str, legacy: bool) -> Result<bool, ApiError> {
-        let mut memberships = self.memberships.lock().expect("session lock");
-        let known = memberships.get(conversation_id).copied().unwrap_or_default();
-        if !known.any() && memberships.len() >= self.max_joins {
+    fn joined(&self) -> std::sync::MutexGuard<'_, Joined> {
+        self.joined.lock().expect("session lock")
+    }
+
+    /// Records a join and runs `follow(new_member)` under the same lock, where
+    /// `new_member` says the socket was not in the conversation yet by any
+    /// means. A connection that has gone is refused, so whatever `follow`
+    /// acquires is always given back by [`Session::exit_all`]'s caller.
+    pub fn enter(
+        &self,
+        conversation_id: &str,
+        legacy: bool,
+        follow: impl FnOnce(bool),
+    ) -> Result<(), ApiError> {
+        let mut joined = self.joined();
+        if joined.closed {
+            return Err(ApiError::unavailable("the connection has closed"));
+        }
+        let known = joined.memberships.get(conversation_id).copied().unwrap_or_default();
+        if !known.any() && joined.memberships.len() >= self.max_joins {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "too_many_joins",
@@ -72,15 +101,16 @@ impl Session {
         } else {
             now.chat = true
         }
-        memberships.insert(conversation_id.to_owned(), now);
-        Ok(!known.any())
+        joined.memberships.insert(conversation_id.to_owned(), now);
+        follow(!known.any());
+        Ok(())
     }
 
     /// Records a leave; `Some(true)` when the socket is now out of the
     /// conversation entirely, `None` when it was not in it that way.
     pub fn exit(&self, conversation_id: &str, legacy: bool) -> Option<bool> {
-        let mut memberships = self.memberships.lock().expect("session lock");
-        let membership = memberships.get_mut(conversation_id)?;
+        let mut joined = self.joined();
+        let membership = joined.memberships.get_mut(conversation_id)?;
         let was = if legacy {
             std::mem::take(&mut membership.legacy)
         } else {
@@ -91,18 +121,44 @@ impl Session {
         }
         let gone = !membership.any();
         if gone {
-            memberships.remove(conversation_id);
+            joined.memberships.remove(conversation_id);
         }
         Some(gone)
     }
 
-    pub fn is_chat_member(&self, conversation_id: &str) -> bool {
-        self.memberships.lock().expect("session lock").get(conversation_id).is_some_and(|m| m.chat)
+    /// Runs `enter_room` only while the socket is still in the conversation that
+    /// way, under the lock that [`Session::exit_all`] takes: a socket that left
+    /// or went meanwhile is not put back into a room nobody would empty.
+    pub fn while_member(&self, conversation_id: &str, legacy: bool, enter_room: impl FnOnce()) -> bool {
+        let joined = self.joined();
+        let member =
+            joined.memberships.get(conversation_id).is_some_and(|m| if legacy { m.legacy } else { m.chat });
+        if member {
+            enter_room();
+        }
+        member
     }
 
-    /// Every conversation the socket is in, emptying the record (disconnect).
+    /// Whether the socket is in the conversation by any means.
+    pub fn is_member(&self, conversation_id: &str) -> bool {
+        self.joined().memberships.contains_key(conversation_id)
+    }
+
+    pub fn is_chat_member(&self, conversation_id: &str) -> bool {
+        self.joined().memberships.get(conversation_id).is_some_and(|m| m.chat)
+    }
+
+    /// Every conversation the socket is in, emptying the record for good
+    /// (disconnect): later joins are refused.
     pub fn exit_all(&self) -> Vec<String> {
-        self.memberships.lock().expect("session lock").drain().map(|(id, _)| id).collect()
+        let mut joined = self.joined();
+        joined.closed = true;
+        joined.memberships.drain().map(|(id, _)| id).collect()
+    }
+
+    /// Held while presence is announced, and across a disconnect.
+    pub async fn presence_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.presence.lock().await
     }
 
     pub fn may_publish(&self) -> bool {
@@ -135,5 +191,38 @@ impl Session {
         }
         seen.push_back(id.to_owned());
         true
+    }
+}
+
+/// A connection's reference on a shared relay (bot replies of its phone, sync
+/// notices of its tenant). Acquiring is asynchronous and may finish after the
+/// connection went: whichever of the two comes last gives the reference back,
+/// exactly once.
+#[derive(Default)]
+pub struct RelayHold(Mutex<Hold>);
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    None,
+    Held,
+    Closed,
+}
+
+impl RelayHold {
+    /// After acquiring: `false` when the connection has already gone, and the
+    /// caller must release what it acquired.
+    pub fn hold(&self) -> bool {
+        let mut hold = self.0.lock().expect("hold lock");
+        if *hold == Hold::Closed {
+            return false;
+        }
+        *hold = Hold::Held;
+        true
+    }
+
+    /// On disconnect: `true` when a reference is held, which the caller releases.
+    pub fn close(&self) -> bool {
+        std::mem::replace(&mut *self.0.lock().expect("hold lock"), Hold::Closed) == Hold::Held
     }
 }

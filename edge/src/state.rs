@@ -78,6 +78,8 @@ impl EdgeState {
                     Customer { id: who.user_id.clone(), name: who.name.clone(), phone: who.phone.clone() };
                 let (conversation, _) =
                     self.commands.create_conversation(id.to_owned(), Channel::Web, customer).await?;
+                // Another customer may have created it first.
+                who.check_access(&conversation)?;
                 Ok(conversation)
             }
             None if who.is_customer() => {

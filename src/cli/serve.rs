@@ -1,11 +1,15 @@
 //! What `dev` and `edge` share: serving an edge, and draining it on SIGTERM.
 
-use std::future::IntoFuture;
+use std::time::Duration;
 
 use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_edge::Edge;
 use switchboard_edge::config::EdgeConfig;
+use tokio::sync::watch;
 
 use super::settings::Resolved;
 
@@ -39,22 +43,56 @@ pub async fn bind(settings: &Resolved) -> anyhow::Result<(tokio::net::TcpListene
 /// socket's transport (socket.io clients reconnect, to another node behind a
 /// balancer, and recover by offset), wait for in-flight requests (which wait
 /// for their commands' answers) for at most the drain timeout.
+///
+/// Each connection has `header_timeout` to send a request's headers, and may
+/// stay idle between requests as long: a client sending a byte at a time, or
+/// nothing, does not hold a connection (axum's own `serve` sets no timer).
 pub async fn serve(edge: Edge, listener: tokio::net::TcpListener, settings: &Resolved) -> anyhow::Result<()> {
-    let router = edge.router.clone();
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
-    let drain = async move {
-        shutdown_signal().await;
-        edge.drain().await;
-        let _ = draining_tx.send(());
-    };
-    let serve = axum::serve(listener, router).with_graceful_shutdown(drain).into_future();
-    let deadline = async {
-        let _ = draining_rx.await;
-        tokio::time::sleep(settings.drain_timeout).await;
-    };
+    let (stop_tx, stop_rx) = watch::channel(());
+    // Every connection holds a receiver; the channel closes when the last one ends.
+    let (open_tx, open_rx) = watch::channel(());
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(edge.router.clone());
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    edge.drain().await;
+    let _ = stop_tx.send(());
+    drop(open_rx);
     tokio::select! {
-        served = serve => served?,
-        _ = deadline => tracing::warn!("drain timed out; exiting with requests in flight"),
+        () = open_tx.closed() => {}
+        () = tokio::time::sleep(settings.drain_timeout) => tracing::warn!("drain timed out; exiting with requests in flight"),
     }
     tracing::info!("drained; exiting");
     Ok(())

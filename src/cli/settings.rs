@@ -67,6 +67,10 @@ settings! {
     bot_reply_ttl_s: u64 = "SWITCHBOARD_BOT_REPLY_TTL_S",
     /// Seconds SIGTERM waits for in-flight work before exiting.
     drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
+    /// Milliseconds a connection may take to send a request's headers, and may stay idle between requests.
+    header_timeout_ms: u64 = "SWITCHBOARD_HEADER_TIMEOUT_MS",
+    /// Milliseconds an edge waits for a worker to answer a write before telling the client `unavailable`.
+    command_timeout_ms: u64 = "SWITCHBOARD_COMMAND_TIMEOUT_MS",
     /// WhatsApp: the token Meta echoes in the webhook verification handshake.
     wa_verify_token: String = "SWITCHBOARD_WA_VERIFY_TOKEN",
     /// WhatsApp: the app secret that signs webhooks (X-Hub-Signature-256).
@@ -95,6 +99,7 @@ pub struct Resolved {
     pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub drain_timeout: Duration,
+    pub header_timeout: Duration,
     pub bot_reply_ttl: Duration,
     pub sync_api_keys: SyncApiKeys,
     /// The webhook's side of WhatsApp (edges).
@@ -123,6 +128,7 @@ impl Settings {
             typing_rate: s.typing_rate.unwrap_or(defaults.typing_rate),
             typing_ttl: s.typing_ttl_ms.map_or(defaults.typing_ttl, Duration::from_millis),
             outbound_buffer: s.outbound_buffer.unwrap_or(defaults.outbound_buffer),
+            command_timeout: s.command_timeout_ms.map_or(defaults.command_timeout, Duration::from_millis),
             ..defaults
         };
         Ok(Resolved {
@@ -138,6 +144,7 @@ impl Settings {
                 .unwrap_or_default(),
             limits,
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
+            header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000).max(1)),
             bot_reply_ttl: Duration::from_secs(s.bot_reply_ttl_s.unwrap_or(7 * 24 * 3600)),
             sync_api_keys: parse_api_keys(s.sync_api_keys.as_deref().unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SYNC_API_KEYS: {e}"))?,

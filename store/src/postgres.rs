@@ -48,6 +48,9 @@ macro_rules! conversation_select {
 // After the macros, which it uses.
 mod append;
 
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
@@ -64,7 +67,9 @@ impl PgStore {
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
+            // Short: during an outage, callers are told so in seconds
+            // (readiness, `unavailable`) rather than left waiting.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;

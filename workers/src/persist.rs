@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::{Caller, reply};
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, subjects};
+use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
@@ -24,6 +24,12 @@ const BOT_REPLY_WAIT: Duration = Duration::from_millis(150);
 const BATCH: usize = 128;
 /// Pause before a command that hit a transient failure is retried.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long a command that a client waits on is retried through transient
+/// failures (a database outage): after that the client is told `unavailable`
+/// and the command is dropped, so the answer is true — nothing of it is
+/// stored, and the client's retry is a fresh attempt. A command nobody waits
+/// on (a bot's, straight from the bus) is retried until it succeeds.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 
 pub struct Persist {
     bus: Arc<dyn Bus>,
@@ -35,8 +41,9 @@ pub struct Persist {
 /// What a command came to: the answer for its caller, and whether to retry.
 enum Outcome {
     Done(Box<pb::CommandResult>),
-    /// Transient (database or bus down): returned for redelivery.
-    Retry(String),
+    /// Transient (database or bus down): returned for redelivery. With when
+    /// the command was issued, which bounds how long it is retried.
+    Retry(String, Timestamp),
 }
 
 impl Persist {
@@ -68,7 +75,8 @@ impl Persist {
                     other => {
                         // Keeps order: earlier messages are stored before a later command runs.
                         self.store_messages(std::mem::take(&mut sends)).await;
-                        let outcome = self.handle(other).await;
+                        let issued = other.as_ref().map_or(Timestamp::now(), issued_at);
+                        let outcome = self.handle(other, issued).await;
                         self.settle(delivery, outcome).await;
                     }
                 }
@@ -80,25 +88,39 @@ impl Persist {
 
     async fn settle(&self, delivery: Delivery, outcome: Outcome) {
         match outcome {
-            Outcome::Done(result) => {
-                if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(result.as_ref())).await {
-                    tracing::warn!(error = %e, "command answer not sent");
-                }
-                if let Err(e) = delivery.ack().await {
-                    tracing::warn!(error = %e, "command not acknowledged; it will be redelivered");
-                }
-            }
-            Outcome::Retry(e) => {
+            Outcome::Done(result) => self.answer(delivery, &result).await,
+            Outcome::Retry(e, issued) => {
                 tracing::warn!(error = %e, subject = %delivery.envelope.subject, "command failed; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                if let Err(e) = delivery.nak().await {
-                    tracing::warn!(error = %e, "command not returned; it will be redelivered");
-                }
+                self.retry(delivery, issued).await;
             }
         }
     }
 
-    async fn handle(&self, command: Option<command::Kind>) -> Outcome {
+    /// Answers a command's caller, then acknowledges the command.
+    async fn answer(&self, delivery: Delivery, result: &pb::CommandResult) {
+        if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(result)).await {
+            tracing::warn!(error = %e, "command answer not sent");
+        }
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(error = %e, "command not acknowledged; it will be redelivered");
+        }
+    }
+
+    /// Returns a command for redelivery after a transient failure, or gives up
+    /// on it (see [`GIVE_UP_AFTER`]).
+    async fn retry(&self, delivery: Delivery, issued: Timestamp) {
+        let waited = Duration::from_millis(Timestamp::now().0.saturating_sub(issued.0).max(0) as u64);
+        if waited >= GIVE_UP_AFTER && delivery.envelope.headers.get(headers::REPLY_TO).is_some() {
+            let message = "the database is unavailable: nothing was stored, retry later";
+            return self.answer(delivery, &error_result("unavailable", message)).await;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        if let Err(e) = delivery.nak().await {
+            tracing::warn!(error = %e, "command not returned; it will be redelivered");
+        }
+    }
+
+    async fn handle(&self, command: Option<command::Kind>, issued: Timestamp) -> Outcome {
         let outcome = match command {
             Some(command::Kind::CreateConversation(create)) => self.create_conversation(create).await,
             Some(command::Kind::SetStatus(set)) => self.set_status(set).await,
@@ -107,7 +129,7 @@ impl Persist {
                 Err(Failure::Refused("bad_request", "undecodable command".into()))
             }
         };
-        conclude(outcome)
+        conclude(outcome, issued)
     }
 
     /// Stores a run of messages in one transaction, then answers each.
@@ -119,7 +141,7 @@ impl Persist {
         for (delivery, send) in sends {
             match new_message(send) {
                 Ok(new) => valid.push((delivery, new)),
-                Err(refusal) => self.settle(delivery, conclude(Err(refusal))).await,
+                Err(refusal) => self.settle(delivery, conclude(Err(refusal), Timestamp::now())).await,
             }
         }
         let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
@@ -131,12 +153,12 @@ impl Persist {
                     updated.insert(appended.conversation.id.clone(), appended.conversation.clone());
                 }
                 // Concurrently, so the bus pipelines the publishes and acks.
-                join_all(valid.into_iter().zip(outcomes).map(|((delivery, _), appended)| async move {
+                join_all(valid.into_iter().zip(outcomes).map(|((delivery, new), appended)| async move {
                     let outcome = match appended {
                         Ok(appended) => self.announce_message(appended).await,
                         Err(e) => Err(Failure::Store(e)),
                     };
-                    self.settle(delivery, conclude(outcome)).await;
+                    self.settle(delivery, conclude(outcome, new.created_at)).await;
                 }))
                 .await;
                 // Advisory: a lost update is corrected by the next one.
@@ -151,12 +173,7 @@ impl Persist {
             }
             Err(e) => {
                 tracing::warn!(error = %e, messages = valid.len(), "message batch not stored; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                for (delivery, _) in valid {
-                    if let Err(e) = delivery.nak().await {
-                        tracing::warn!(error = %e, "command not returned; it will be redelivered");
-                    }
-                }
+                join_all(valid.into_iter().map(|(delivery, new)| self.retry(delivery, new.created_at))).await;
             }
         }
     }
@@ -273,16 +290,28 @@ fn new_message(send: pb::SendMessage) -> Result<NewMessage, Failure> {
 }
 
 /// A handler's result as the answer to its command, or a retry.
-fn conclude(outcome: Result<pb::CommandResult, Failure>) -> Outcome {
+fn conclude(outcome: Result<pb::CommandResult, Failure>, issued: Timestamp) -> Outcome {
     match outcome {
         Ok(result) => Outcome::Done(Box::new(result)),
         Err(Failure::Refused(code, message)) => refused(code, &message),
         Err(Failure::Store(StoreError::ConversationNotFound(id))) => {
             refused("not_found", &format!("conversation {id} not found"))
         }
-        Err(Failure::Store(e)) => Outcome::Retry(e.to_string()),
-        Err(Failure::Bus(e)) => Outcome::Retry(e.to_string()),
+        Err(Failure::Store(e)) => Outcome::Retry(e.to_string(), issued),
+        Err(Failure::Bus(e)) => Outcome::Retry(e.to_string(), issued),
     }
+}
+
+/// When the client issued a command (the edge stamps each one).
+/// A bot publishing straight onto the bus may leave the time out: then it is now.
+fn issued_at(command: &command::Kind) -> Timestamp {
+    let at = match command {
+        command::Kind::SendMessage(send) => send.created_at_ms,
+        command::Kind::CreateConversation(create) => create.at_ms,
+        command::Kind::SetStatus(set) => set.at_ms,
+        command::Kind::BotReply(bot) => bot.at_ms,
+    };
+    if at > 0 { Timestamp(at) } else { Timestamp::now() }
 }
 
 enum Failure {
@@ -308,6 +337,10 @@ fn result(created: bool, outcome: command_result::Outcome) -> pb::CommandResult 
 }
 
 fn refused(code: &str, message: &str) -> Outcome {
+    Outcome::Done(Box::new(error_result(code, message)))
+}
+
+fn error_result(code: &str, message: &str) -> pb::CommandResult {
     let error = ErrorBody { code: code.into(), message: message.into() };
-    Outcome::Done(Box::new(result(false, command_result::Outcome::Error((&error).into()))))
+    result(false, command_result::Outcome::Error((&error).into()))
 }

@@ -1,5 +1,7 @@
 //! For operators: liveness, readiness, metrics, and the API's description.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -23,10 +25,18 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long readiness waits for the bus or the database to answer: one that
+/// takes longer is not ready, and the probe gets its answer either way.
+const READY_WITHIN: Duration = Duration::from_millis(800);
+
 /// Ready while the bus and the database answer and the node is not draining.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let bus = state.bus.is_ready().await;
-    let database = state.store.ping().await.is_ok();
+    let (bus, database) = tokio::join!(
+        tokio::time::timeout(READY_WITHIN, state.bus.is_ready()),
+        tokio::time::timeout(READY_WITHIN, state.store.ping()),
+    );
+    let bus = bus.unwrap_or(false);
+    let database = matches!(database, Ok(Ok(())));
     let draining = state.is_draining();
     let ready = bus && database && !draining;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

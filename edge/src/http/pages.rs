@@ -31,9 +31,23 @@ const AGENT_HTML: &str = include_str!("../../assets/agent.html");
 
 const JS: &str = "text/javascript; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
-/// The pages load only their own scripts and talk only to their own origin.
-const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                        connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'";
+/// The pages load only their own scripts and talk only to their own origin:
+/// `'self'`, and its WebSocket form, which browsers before CSP 3 did not count
+/// as `'self'`.
+fn page_csp(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| is_plain_host(h));
+    let sockets = host.map(|h| format!(" ws://{h} wss://{h}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         connect-src 'self'{sockets}; img-src 'self' data:; frame-ancestors 'none'"
+    )
+}
+
+/// A `Host` that can only name a host and port, so it cannot add a source to the policy.
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,7 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/demo/agent.js", get(|headers: HeaderMap| async move { script(&headers, &AGENT) }))
         .route("/demo", get(|RawQuery(q): RawQuery| async move { Redirect::to(&with_query("/demo/", q)) }))
         .route("/demo/", get(demo))
-        .route("/demo/agent", get(|| async { page(AGENT_HTML.to_owned()) }))
+        .route("/demo/agent", get(|headers: HeaderMap| async move { page(&headers, AGENT_HTML.to_owned()) }))
         // Gzip when the browser takes it: the widget is most of a first visit.
         .layer(CompressionLayer::new())
 }
@@ -83,14 +97,14 @@ fn script(headers: &HeaderMap, asset: &Asset) -> Response {
     (common, [(header::CONTENT_TYPE, HeaderValue::from_static(JS))], asset.body).into_response()
 }
 
-fn page(body: String) -> Response {
+fn page(headers: &HeaderMap, body: String) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HTML),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_TYPE, HTML.to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, page_csp(headers)),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
         body,
     )
@@ -99,7 +113,7 @@ fn page(body: String) -> Response {
 
 /// The demo site: the widget's one script tag, with the token and
 /// conversation from the page's query string.
-async fn demo(RawQuery(query): RawQuery) -> Response {
+async fn demo(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     let param = |name| query_param(&query, name).unwrap_or_default();
     let token = param("token");
@@ -110,7 +124,7 @@ async fn demo(RawQuery(query): RawQuery) -> Response {
     let body = body
         .replace("{{TOKEN}}", &escape(&token))
         .replace("{{CONVERSATION}}", &escape(&param("conversation")));
-    page(body)
+    page(&headers, body)
 }
 
 fn with_query(path: &str, query: Option<String>) -> String {
@@ -143,6 +157,17 @@ mod tests {
     #[test]
     fn escapes_attribute_text() {
         assert_eq!(escape(r#""><script>&'"#), "&quot;&gt;&lt;script&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn the_policy_names_only_the_pages_own_origin() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("chat.example.com:8080"));
+        let csp = page_csp(&headers);
+        assert!(csp.contains("connect-src 'self' ws://chat.example.com:8080 wss://chat.example.com:8080;"));
+        assert!(!csp.contains(" ws: ") && !csp.contains(" wss:;"));
+        headers.insert(header::HOST, HeaderValue::from_static("evil.com; script-src *"));
+        assert!(page_csp(&headers).contains("connect-src 'self';"));
     }
 
     #[test]

@@ -43,6 +43,8 @@ use switchboard_proto::model::Role;
 const PING_EVERY: Duration = Duration::from_secs(25);
 /// Frames written before one flush at most.
 const WRITE_BATCH: usize = 64;
+/// How long one write may wait for a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn routes(rooms: Arc<NativeRooms>) -> Router<AppState> {
     Router::new()
@@ -177,16 +179,23 @@ async fn serve(
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     let close = outbox.close.clone();
+    let max_payload = ctx.state.config.limits.max_payload;
     loop {
         tokio::select! {
             frame = outgoing.recv() => {
                 let Some(frame) = frame else { break };
-                if write_queued(&mut sink, codec, frame, &mut outgoing).await.is_err() {
+                if !within(WRITE_TIMEOUT, write_queued(&mut sink, codec, frame, &mut outgoing)).await {
                     break;
                 }
             }
             received = incoming.next() => match received {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(WsMessage::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    if let Some(reason) = refusal(&e, max_payload) {
+                        within(WRITE_TIMEOUT, sink.send(WsMessage::Close(Some(reason)))).await;
+                    }
+                    break;
+                }
                 // Pings are answered by the WebSocket layer.
                 Some(Ok(message)) => match codec.decode(&message) {
                     Some(Ok(operation)) => dispatch(&ctx, operation),
@@ -195,15 +204,18 @@ async fn serve(
                 },
             },
             _ = ping.tick() => {
-                if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                if !within(WRITE_TIMEOUT, sink.send(WsMessage::Ping(Default::default()))).await {
                     break;
                 }
             }
             () = close.notified() => {
                 // A full outbox (the client stopped reading) or a draining node:
                 // the client reconnects and recovers by offset.
+                if outbox.is_evicted() {
+                    tracing::info!(connection = %id, "disconnecting a socket that stopped reading");
+                }
                 let reason = CloseFrame { code: close_code::AGAIN, reason: "reconnect".into() };
-                let _ = sink.send(WsMessage::Close(Some(reason))).await;
+                within(WRITE_TIMEOUT, sink.send(WsMessage::Close(Some(reason)))).await;
                 break;
             }
         }
@@ -211,6 +223,28 @@ async fn serve(
     rooms.disconnect(&id);
     metrics::gauge!("switchboard_sockets", "transport" => "native").decrement(1.0);
     chat::disconnect(ctx).await;
+}
+
+/// Whether `write` finished, and without error, within `limit`: a client that
+/// stops reading blocks writes, and must not hold its connection forever.
+async fn within(limit: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
+}
+
+/// The close frame a failed read is answered with, when the client can be told
+/// why: a frame over the size limit (1009) or broken framing (1002).
+fn refusal(error: &axum::Error, max_payload: usize) -> Option<CloseFrame> {
+    use tungstenite::error::{CapacityError, Error};
+    let (code, reason) = match std::error::Error::source(error)?.downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            (close_code::SIZE, format!("message too big: the limit is {max_payload} bytes"))
+        }
+        Error::Capacity(_) => (close_code::SIZE, "frame too big".to_owned()),
+        Error::Protocol(e) => (close_code::PROTOCOL, e.to_string()),
+        Error::Utf8(_) => (close_code::INVALID, "text frame is not UTF-8".to_owned()),
+        _ => return None,
+    };
+    Some(CloseFrame { code, reason: reason.into() })
 }
 
 /// Writes `first` and whatever else is already queued (up to a bound, so reads

@@ -3,6 +3,7 @@
 //! a client that stopped reading, and is closed rather than sent a gap.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Message as WsMessage;
@@ -50,12 +51,15 @@ pub struct Outbox {
     tx: mpsc::Sender<Frame>,
     /// Tells the connection to close: it stopped reading, or the node drains.
     pub close: Arc<Notify>,
+    /// Set once a frame was lost to a full queue: nothing is queued after it,
+    /// so what the client gets before the close has no gap.
+    evicted: Arc<AtomicBool>,
 }
 
 impl Outbox {
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx, close: Arc::new(Notify::new()) }, rx)
+        (Self { tx, close: Arc::new(Notify::new()), evicted: Arc::default() }, rx)
     }
 
     pub fn send(&self, frame: Frame) {
@@ -63,17 +67,29 @@ impl Outbox {
     }
 
     fn send_or(&self, frame: Frame, on_full: OnFull) {
+        if self.evicted.load(Ordering::Acquire) {
+            return;
+        }
         match self.tx.try_send(frame) {
             Ok(()) => metrics::counter!("switchboard_deliveries_total", "transport" => "native").increment(1),
             Err(mpsc::error::TrySendError::Full(_)) if on_full == OnFull::Skip => {
                 metrics::counter!("switchboard_ephemeral_skipped_total").increment(1);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("switchboard_slow_consumers_disconnected_total").increment(1);
-                self.close.notify_one();
+                // Once per connection, however many frames it would have missed.
+                if !self.evicted.swap(true, Ordering::AcqRel) {
+                    metrics::counter!("switchboard_slow_consumers_disconnected_total", "transport" => "native")
+                        .increment(1);
+                    self.close.notify_one();
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Whether a frame was lost to a full queue (the client stopped reading).
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
     }
 
     pub fn event(&self, name: &str, data: Value) {

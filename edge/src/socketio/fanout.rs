@@ -5,6 +5,8 @@
 //! otherwise miss a message and break its ordering. It reconnects and
 //! recovers with `since_offset`.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::json;
 use socketioxide::extract::SocketRef;
@@ -48,12 +50,50 @@ fn emit_or(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized), on
             false
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-            metrics::counter!("switchboard_slow_consumers_disconnected_total").increment(1);
-            tracing::info!(sid = %socket.id, "disconnecting a socket that stopped reading");
-            let _ = socket.clone().disconnect();
+            evict(socket);
             false
         }
         Err(_) => false,
+    }
+}
+
+/// Marks a socket that lost an event to a full queue.
+#[derive(Clone)]
+struct Evicted;
+
+pub fn is_evicted(socket: &SocketRef) -> bool {
+    socket.extensions.get::<Evicted>().is_some()
+}
+
+/// A socket that lost an event must receive nothing after it: it leaves every
+/// room at once (so later events cannot reach it and open a gap), and is
+/// disconnected; it then reconnects and recovers by offset. Counted and
+/// logged once per socket, however many events it would have missed.
+fn evict(socket: &SocketRef) {
+    if socket.extensions.insert(Evicted).is_some() {
+        return;
+    }
+    metrics::counter!("switchboard_slow_consumers_disconnected_total", "transport" => "socket.io")
+        .increment(1);
+    tracing::info!(sid = %socket.id, "disconnecting a socket that stopped reading");
+    socket.leave_all();
+    tokio::spawn(disconnect_when_drained(socket.clone()));
+}
+
+/// socketioxide sends its disconnect packet through the same full queue, so it
+/// is tried again until the queue has room (the client read what was queued,
+/// all before the lost event) or the socket has gone (its heartbeat timed out
+/// because it never read again).
+async fn disconnect_when_drained(socket: SocketRef) {
+    let mut pause = Duration::from_millis(10);
+    while socket.connected() {
+        match socket.clone().disconnect() {
+            Err(SocketError::InternalChannelFull) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            _ => return,
+        }
     }
 }
 

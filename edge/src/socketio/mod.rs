@@ -22,7 +22,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 
 use self::fanout::{AGENTS_ROOM, phone_room};
-use self::fanout::{chat_room, legacy_room};
+use self::fanout::{chat_room, is_evicted, legacy_room};
 use self::relays::deliver_bot_reply;
 use self::session::{Reply, session_of};
 use crate::auth::AuthError;
@@ -104,9 +104,6 @@ async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) ->
     }
     if let Some(phone) = &session.phone {
         socket.join(phone_room(phone));
-        if let Err(e) = state.phones.acquire(phone).await {
-            tracing::warn!(error = %e, "bot replies for this socket are not subscribed");
-        }
     }
     metrics::gauge!("switchboard_sockets", "transport" => "socket.io").increment(1.0);
     Ok(())
@@ -180,6 +177,14 @@ async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
     let connected = json!({ "message": "connected", "user_id": session.identity.user_id });
     let _ = socket.emit("connected", &connected);
     if let Some(phone) = &session.phone {
+        // Here rather than in `admit`: only a connected socket is sure to get
+        // its disconnect handler, which gives the reference back. Replies
+        // that came before are queued, and read after subscribing.
+        match state.phones.acquire(phone).await {
+            Ok(()) if !session.relay.hold() => state.phones.release(phone).await,
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "bot replies for this socket are not subscribed"),
+        }
         deliver_queued_bot_replies(&state, phone).await;
     }
 }
@@ -213,7 +218,10 @@ impl Peer for SocketPeer {
     }
 
     fn enter(&self, conversation_id: &str, audience: Audience) {
-        self.0.join(room(conversation_id, audience));
+        // An evicted socket is on its way out and must not be sent anything newer.
+        if !is_evicted(&self.0) {
+            self.0.join(room(conversation_id, audience));
+        }
     }
 
     fn exit(&self, conversation_id: &str, audience: Audience) {

@@ -64,9 +64,13 @@ async fn relay_bot_replies(
     phone: String,
 ) {
     while let Some(envelope) = events.next().await {
+        // A consumer checks that what it got is its own, whatever the subject said.
         let Ok(Event::BotReply(reply)) = Event::decode(&envelope) else {
             continue;
         };
+        if reply.phone != phone {
+            continue;
+        }
         let delivered = deliver_bot_reply(&io, &phone, &reply);
         // Only a real delivery answers: silence tells the worker to keep it queued.
         if delivered > 0

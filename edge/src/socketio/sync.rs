@@ -13,16 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use prost::Message as _;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use switchboard_bus::{Bus, Subscription, subjects};
+use switchboard_proto::pb;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::fanout::emit_to;
 use crate::error::ApiError;
+use crate::session::RelayHold;
 use crate::state::EdgeState;
 
 pub const NAMESPACE: &str = "/sync";
@@ -31,9 +34,9 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 /// Changes in one `orders:pending`.
 pub const PAGE: u32 = 100;
 
-/// The tenant a `/sync` socket belongs to.
+/// The tenant a `/sync` socket belongs to, and its reference on the tenant's relay.
 #[derive(Clone)]
-struct Tenant(String);
+struct Tenant(String, Arc<RelayHold>);
 
 pub fn tenant_room(tenant: &str) -> String {
     format!("tenant:{tenant}")
@@ -84,7 +87,7 @@ async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) ->
         return Err(Refusal::Required);
     }
     let tenant = state.config.sync_api_keys.tenant(key).ok_or(Refusal::Invalid)?.to_owned();
-    socket.extensions.insert(Tenant(tenant.clone()));
+    socket.extensions.insert(Tenant(tenant.clone(), Arc::default()));
     let orders = state.clone();
     socket.on("sync:orders", move |socket: SocketRef, ack: AckSender| {
         let state = orders.clone();
@@ -94,23 +97,28 @@ async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) ->
     socket.on_disconnect(move |socket: SocketRef| {
         let state = leaving.clone();
         async move {
-            if let Some(Tenant(tenant)) = socket.extensions.get::<Tenant>() {
+            if let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>()
+                && relay.close()
+            {
                 state.sync.release(&tenant).await;
             }
             metrics::gauge!("switchboard_sockets", "transport" => "socket.io-sync").decrement(1.0);
         }
     });
     socket.join(tenant_room(&tenant));
-    if let Err(e) = state.sync.acquire(&tenant).await {
-        tracing::warn!(error = %e, tenant, "sync notifications for this socket are not subscribed");
-    }
     metrics::gauge!("switchboard_sockets", "transport" => "socket.io-sync").increment(1.0);
     Ok(())
 }
 
 /// Unconfirmed changes are announced once at connect.
 async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
-    let Some(Tenant(tenant)) = socket.extensions.get::<Tenant>() else { return };
+    let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() else { return };
+    // After connecting, as for bot replies (see `socketio::on_connect`).
+    match state.sync.acquire(&tenant).await {
+        Ok(()) if !relay.hold() => state.sync.release(&tenant).await,
+        Ok(()) => {}
+        Err(e) => tracing::warn!(error = %e, tenant, "sync notifications for this socket are not subscribed"),
+    }
     match state.store.has_pending_changes(&tenant).await {
         Ok(true) => {
             emit_to(&socket, "changes:pending", &NO_ARGUMENTS);
@@ -124,7 +132,7 @@ async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
 const NO_ARGUMENTS: [(); 0] = [];
 
 async fn sync_orders(state: Arc<EdgeState>, socket: SocketRef, ack: AckSender) {
-    let Some(Tenant(tenant)) = socket.extensions.get::<Tenant>() else { return };
+    let Some(Tenant(tenant, _)) = socket.extensions.get::<Tenant>() else { return };
     match pending_json(&state, &tenant, PAGE).await {
         Ok(changes) => {
             emit_to(&socket, "orders:pending", &changes);
@@ -184,7 +192,13 @@ impl SyncRelays {
 
 /// Leading and trailing throttle: the first notice is emitted at once; notices
 /// that arrive within [`WINDOW`] after an emit give one more emit at its end.
-async fn relay_pending(mut events: Subscription, io: SocketIo, tenant: String) {
+async fn relay_pending(events: Subscription, io: SocketIo, tenant: String) {
+    // A consumer checks that what it got is its own, whatever the subject said.
+    let own = tenant.clone();
+    let mut events = std::pin::pin!(events.filter(move |envelope| {
+        let ours = pb::SyncChange::decode(&envelope.payload[..]).is_ok_and(|change| change.tenant == own);
+        std::future::ready(ours)
+    }));
     while events.next().await.is_some() {
         notify(&io, &tenant);
         loop {
