@@ -1,12 +1,11 @@
 //! Who is calling: JWT verification (contract §2) and what each role may do.
 
-use axum::http::StatusCode;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use switchboard_proto::model::{Conversation, Role, Sender};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -51,12 +50,12 @@ impl AuthError {
         }
     }
 
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            AuthError::Required => "token_required",
-            AuthError::Invalid => "invalid_token",
-            AuthError::Expired => "token_expired",
-            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::Required => ErrorCode::TokenRequired,
+            AuthError::Invalid => ErrorCode::InvalidToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::NotYetValid => ErrorCode::TokenNotYetValid,
         }
     }
 }
@@ -71,7 +70,7 @@ impl std::error::Error for AuthError {}
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.message())
+        ApiError::new(e.code(), e.message())
     }
 }
 

@@ -1,6 +1,6 @@
-//! The chat operations of contract §3, whatever the transport: Socket.IO
-//! events and native WebSocket frames both land here, through a [`Peer`] (the
-//! connection) and a [`Responder`] (the answer to one operation).
+//! The chat operations, whatever the transport: Socket.IO events and native
+//! WebSocket frames both land here, through one table of [`Operation`]s, a
+//! [`Peer`] (the connection) and a [`Responder`] (the answer to one operation).
 
 use std::sync::Arc;
 
@@ -12,18 +12,20 @@ use switchboard_proto::model::{DeliveryStatus, Timestamp};
 use switchboard_proto::pb;
 use uuid::Uuid;
 
-use crate::commands::Draft;
 use crate::error::ApiError;
 use crate::feed::{JoinRequest, Respond, Snapshot};
+use crate::rules::check_id;
 use crate::session::Session;
-use crate::state::{EdgeState, check_id};
+use crate::state::EdgeState;
+use crate::wire::{self, event};
+use crate::writes::{self, NewText};
 
 /// Which of a conversation's audiences a connection is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
     /// `join_conversation`: `message:new`, statuses, typing, presence.
     Chat,
-    /// Seed 004's `join "chat:<id>"`: `new-message` only.
+    /// The room-string style, `join "chat:<id>"`: `new-message` only.
     Legacy,
 }
 
@@ -42,6 +44,74 @@ pub trait Peer: Clone + Send + Sync + 'static {
 /// asked for no answer).
 pub trait Responder: Send + 'static {
     fn send(self, outcome: Result<Value, ApiError>);
+}
+
+/// Every operation a connection may ask for, by its event (or frame `type`) name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    JoinConversation,
+    LeaveConversation,
+    SendMessage,
+    TypingStart,
+    TypingStop,
+    MarkRead,
+    Ping,
+    /// The room-string style: `join "chat:<id>"`, `leave "chat:<id>"`.
+    Join,
+    Leave,
+}
+
+impl Operation {
+    pub const ALL: &[Operation] = &[
+        Operation::JoinConversation,
+        Operation::LeaveConversation,
+        Operation::SendMessage,
+        Operation::TypingStart,
+        Operation::TypingStop,
+        Operation::MarkRead,
+        Operation::Ping,
+        Operation::Join,
+        Operation::Leave,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::JoinConversation => "join_conversation",
+            Operation::LeaveConversation => "leave_conversation",
+            Operation::SendMessage => "send_message",
+            Operation::TypingStart => "typing_start",
+            Operation::TypingStop => "typing_stop",
+            Operation::MarkRead => "mark_read",
+            Operation::Ping => "ping",
+            Operation::Join => "join",
+            Operation::Leave => "leave",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|op| op.name() == name)
+    }
+
+    /// The room-string style is Socket.IO's alone: its `new-message` event
+    /// has no place in the native protocol.
+    pub fn is_native(self) -> bool {
+        !matches!(self, Operation::Join | Operation::Leave)
+    }
+
+    /// Runs the operation for `ctx`'s connection and answers through `reply`.
+    pub async fn run<P: Peer>(self, ctx: Ctx<P>, data: Value, reply: impl Responder) {
+        match self {
+            Operation::JoinConversation => join_conversation(ctx, data, reply).await,
+            Operation::LeaveConversation => leave_conversation(ctx, data, reply).await,
+            Operation::SendMessage => send_message(ctx, data, reply).await,
+            Operation::TypingStart => reply.send(typing(&ctx, data, true).await),
+            Operation::TypingStop => reply.send(typing(&ctx, data, false).await),
+            Operation::MarkRead => mark_read(ctx, data, reply).await,
+            Operation::Ping => ping(ctx, reply),
+            Operation::Join => legacy_join(ctx, data, reply).await,
+            Operation::Leave => legacy_leave(ctx, data, reply).await,
+        }
+    }
 }
 
 /// What every operation is given.
@@ -80,7 +150,7 @@ fn parse<T: DeserializeOwned>(event: &str, data: Value) -> Result<T, ApiError> {
     serde_json::from_value(data).map_err(|e| ApiError::bad_request(format!("invalid {event} payload: {e}")))
 }
 
-pub async fn join_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+async fn join_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let payload: JoinPayload = match parse("join_conversation", data) {
         Ok(p) => p,
         Err(e) => return reply.send(Err(e)),
@@ -88,15 +158,15 @@ pub async fn join_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Re
     join(ctx, payload.conversation_id, payload.since_offset, false, reply).await;
 }
 
-/// Seed 004: `join "chat:<id>"` (or `"conversation:<id>"`), no ack expected.
-pub async fn legacy_join<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+/// `join "chat:<id>"` (or `"conversation:<id>"`), no ack expected.
+async fn legacy_join<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     match legacy_conversation(&data) {
         Ok(id) => join(ctx, id, None, true, reply).await,
         Err(e) => reply.send(Err(e)),
     }
 }
 
-pub async fn legacy_leave<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+async fn legacy_leave<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     match legacy_conversation(&data) {
         Ok(id) => {
             let _turn = ctx.session.presence_turn().await;
@@ -140,8 +210,7 @@ async fn join<P: Peer>(
                     ctx.peer.enter(&conversation_id, audience(legacy))
                 });
                 if entered && !legacy {
-                    let joined = json!({ "conversation_id": conversation_id, "message": "joined" });
-                    ctx.peer.emit("joined_conversation", &joined);
+                    ctx.peer.emit(event::JOINED, &wire::joined(&conversation_id));
                 }
                 json!({
                     "conversation_id": conversation_id,
@@ -185,7 +254,7 @@ async fn join<P: Peer>(
     }
 }
 
-pub async fn leave_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+async fn leave_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let outcome = parse::<ConversationPayload>("leave_conversation", data).map(|p| p.conversation_id);
     match outcome {
         Ok(id) => {
@@ -195,7 +264,7 @@ pub async fn leave_conversation<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl R
                 announce_presence(&ctx, &id, false).await;
             }
             drop(turn);
-            ctx.peer.emit("left_conversation", &json!({ "conversation_id": id }));
+            ctx.peer.emit(event::LEFT, &wire::conversation_ref(&id));
             reply.send(Ok(json!({ "conversation_id": id })));
         }
         Err(e) => reply.send(Err(e)),
@@ -213,7 +282,7 @@ fn leave<P: Peer>(ctx: &Ctx<P>, conversation_id: &str, legacy: bool) -> bool {
     gone
 }
 
-pub async fn send_message<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+async fn send_message<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     reply.send(store_message(&ctx, data).await.map(|message| json!({ "message": message })));
 }
 
@@ -222,36 +291,16 @@ async fn store_message<P: Peer>(
     data: Value,
 ) -> Result<switchboard_proto::model::Message, ApiError> {
     let payload: SendPayload = parse("send_message", data)?;
-    ctx.state.check_text(&payload.text)?;
-    if let Some(key) = &payload.client_msg_id {
-        check_id("client_msg_id", key)?;
-    }
-    // A member was authorised when it joined, and who may use a conversation
-    // never changes: only a sender that did not join costs a store read.
-    if !ctx.session.is_chat_member(&payload.conversation_id) {
-        ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
-    }
+    let joined = ctx.session.is_chat_member(&payload.conversation_id);
     if !ctx.session.may_publish() {
         return Err(ApiError::rate_limited("too many messages: slow down"));
     }
-    let identity = &ctx.session.identity;
-    let draft = Draft {
+    let new = NewText {
         conversation_id: payload.conversation_id,
-        sender: identity.sender(),
         text: payload.text,
         client_msg_id: payload.client_msg_id,
-        source: identity.role.source(),
-        create_for: None,
     };
-    Ok(ctx.state.commands.send_message(draft).await?.0)
-}
-
-pub async fn typing_start<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
-    reply.send(typing(&ctx, data, true).await);
-}
-
-pub async fn typing_stop<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
-    reply.send(typing(&ctx, data, false).await);
+    Ok(writes::send_message(&ctx.state, &ctx.session.identity, new, joined).await?.0)
 }
 
 async fn typing<P: Peer>(ctx: &Ctx<P>, data: Value, typing: bool) -> Result<Value, ApiError> {
@@ -314,26 +363,26 @@ pub async fn announce_presence<P: Peer>(ctx: &Ctx<P>, conversation_id: &str, onl
     }
 }
 
-pub async fn mark_read<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
+async fn mark_read<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     let outcome = async {
         let payload: MarkReadPayload = parse("mark_read", data)?;
-        ctx.state.conversation_for(&ctx.session.identity, &payload.conversation_id).await?;
-        let message = ctx.state.store.message(payload.message_id).await?;
-        if message.is_none_or(|m| m.conversation_id != payload.conversation_id) {
-            return Err(ApiError::not_found(format!(
-                "message {} not found in that conversation",
-                payload.message_id
-            )));
-        }
-        let status = ctx.state.commands.set_status(payload.message_id, DeliveryStatus::Read).await?;
+        check_id("conversation_id", &payload.conversation_id)?;
+        let status = writes::set_status(
+            &ctx.state,
+            &ctx.session.identity,
+            payload.message_id,
+            DeliveryStatus::Read,
+            Some(&payload.conversation_id),
+        )
+        .await?;
         Ok(json!({ "status": status }))
     };
     reply.send(outcome.await);
 }
 
-pub async fn ping<P: Peer>(ctx: Ctx<P>, _data: Value, reply: impl Responder) {
+fn ping<P: Peer>(ctx: Ctx<P>, reply: impl Responder) {
     let now = Timestamp::now();
-    ctx.peer.emit("pong", &json!({ "timestamp": now }));
+    ctx.peer.emit(event::PONG, &json!({ "timestamp": now }));
     reply.send(Ok(json!({ "timestamp": now })));
 }
 
@@ -346,11 +395,6 @@ pub async fn disconnect<P: Peer>(ctx: Ctx<P>) {
         announce_presence(&ctx, &conversation_id, false).await;
     }
     drop(turn);
-    if let Some(phone) = &ctx.session.phone
-        && ctx.session.relay.close()
-    {
-        ctx.state.phones.release(phone).await;
-    }
 }
 
 fn audience(legacy: bool) -> Audience {

@@ -15,7 +15,16 @@ pub struct EdgeConfig {
     /// Sync clients' API keys (contract §5).
     pub sync_api_keys: SyncApiKeys,
     /// WhatsApp Cloud API webhooks (verify token, app secret).
-    pub whatsapp: crate::http::whatsapp::WebhookConfig,
+    pub whatsapp: WebhookConfig,
+}
+
+/// What the WhatsApp webhook needs to know; both unset: every request is refused.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// Echoed back by Meta in the verification handshake.
+    pub verify_token: Option<String>,
+    /// The app secret that signs every delivery.
+    pub app_secret: Option<String>,
 }
 
 /// API keys of sync clients, each belonging to one tenant.

@@ -1,68 +1,152 @@
 //! The one error shape: a stable `code` and a human `message`, the same in
 //! HTTP answers (`{error:{code,message}}`), socket acks
-//! (`{ok:false,error:{code,message}}`) and `error` events.
+//! (`{ok:false,error:{code,message}}`) and `error` events. Every code a client
+//! can see is an [`ErrorCode`], with its HTTP status.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use switchboard_proto::model::ErrorBody;
 
+/// Declares each code once: its wire name and its HTTP status.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $code:ident = $name:literal, $status:ident;)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, for documentation and tests.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$code,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $name,)+
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$code => StatusCode::$status,)+
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(ErrorCode::$code),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// Malformed input: the message says what was wrong.
+    BadRequest = "bad_request", BAD_REQUEST;
+    TokenRequired = "token_required", UNAUTHORIZED;
+    InvalidToken = "invalid_token", UNAUTHORIZED;
+    TokenExpired = "token_expired", UNAUTHORIZED;
+    /// The token's `nbf` is still in the future.
+    TokenNotYetValid = "token_not_yet_valid", UNAUTHORIZED;
+    ApiKeyRequired = "api_key_required", UNAUTHORIZED;
+    InvalidApiKey = "invalid_api_key", UNAUTHORIZED;
+    /// WhatsApp's verification handshake named the wrong token.
+    InvalidVerifyToken = "invalid_verify_token", UNAUTHORIZED;
+    /// A webhook whose `X-Hub-Signature-256` does not match its body.
+    InvalidSignature = "invalid_signature", UNAUTHORIZED;
+    Forbidden = "forbidden", FORBIDDEN;
+    NotFound = "not_found", NOT_FOUND;
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    TooLarge = "too_large", PAYLOAD_TOO_LARGE;
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
+    TooManyJoins = "too_many_joins", TOO_MANY_REQUESTS;
+    /// The bus, the database or the workers cannot do it now: try again.
+    Unavailable = "unavailable", SERVICE_UNAVAILABLE;
+    /// A fault of ours, never of the request.
+    Internal = "internal", INTERNAL_SERVER_ERROR;
+}
+
+impl ErrorCode {
+    /// The code of an error answered with only a status (by axum or hyper).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into() }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status: code.status(), code, message: message.into() }
+    }
+
+    /// An error answered with a status of its own choosing (one axum wrote).
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, code: ErrorCode::for_status(status), message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+        Self::new(ErrorCode::TooLarge, message)
     }
 
     pub fn rate_limited(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        Self::new(ErrorCode::RateLimited, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::new(ErrorCode::Unavailable, message)
     }
 
     /// An error a worker answered with, keeping its code.
     pub fn from_body(body: ErrorBody) -> Self {
-        let status = match body.code.as_str() {
-            "bad_request" => StatusCode::BAD_REQUEST,
-            "forbidden" => StatusCode::FORBIDDEN,
-            "not_found" => StatusCode::NOT_FOUND,
-            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self { status, code: body.code, message: body.message }
+        match ErrorCode::parse(&body.code) {
+            Some(code) => Self::new(code, body.message),
+            None => Self::new(ErrorCode::Internal, format!("{}: {}", body.code, body.message)),
+        }
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.clone(), message: self.message.clone() }
+        ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone() }
+    }
+
+    /// The `error` event a client gets for a failure it asked no answer for.
+    pub fn event(&self) -> serde_json::Value {
+        serde_json::json!({ "message": self.message, "code": self.code.as_str() })
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
@@ -90,5 +174,19 @@ impl From<switchboard_bus::BusError> for ApiError {
     fn from(e: switchboard_bus::BusError) -> Self {
         tracing::warn!(error = %e, "bus failed");
         Self::unavailable(format!("the bus is unavailable: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_reads_back_from_its_name() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        let unknown = ApiError::from_body(ErrorBody { code: "odd".into(), message: "m".into() });
+        assert_eq!((unknown.code, unknown.status), (ErrorCode::Internal, StatusCode::INTERNAL_SERVER_ERROR));
     }
 }

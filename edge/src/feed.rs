@@ -21,6 +21,7 @@ use switchboard_store::Store;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::wire::event;
 
 /// What a socket whose outbound queue is full loses of an event.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -76,8 +77,8 @@ pub async fn relay_inbox(bus: &dyn Bus, fanout: Arc<dyn Fanout>) -> switchboard_
     tokio::spawn(async move {
         while let Some(envelope) = events.next().await {
             match Event::decode(&envelope) {
-                Ok(Event::ConversationNew(c)) => fanout.inbox("conversation:new", &c),
-                Ok(Event::ConversationUpdated(c)) => fanout.inbox("conversation:updated", &c),
+                Ok(Event::ConversationNew(c)) => fanout.inbox(event::CONVERSATION_NEW, &c),
+                Ok(Event::ConversationUpdated(c)) => fanout.inbox(event::CONVERSATION_UPDATED, &c),
                 _ => {}
             }
         }

@@ -19,9 +19,14 @@ pub mod feed;
 pub mod http;
 pub mod limits;
 pub mod native;
+pub mod query;
+pub mod relay;
+pub mod rules;
 pub mod session;
 pub mod socketio;
 pub mod state;
+pub mod wire;
+pub mod writes;
 
 use std::sync::Arc;
 
@@ -36,7 +41,7 @@ use crate::feed::Feeds;
 use crate::feed::{Fanout, Fanouts, relay_inbox};
 use crate::native::rooms::NativeRooms;
 use crate::socketio::fanout::SocketIoFanout;
-use crate::socketio::relays::PhoneRelays;
+use crate::socketio::hub::Hub;
 use crate::state::EdgeState;
 
 /// A started edge: its router to serve, and its state for shutdown.
@@ -44,6 +49,7 @@ pub struct Edge {
     pub router: axum::Router,
     pub state: Arc<EdgeState>,
     native: Arc<NativeRooms>,
+    socketio: Arc<Hub>,
 }
 
 impl Edge {
@@ -65,19 +71,17 @@ impl Edge {
             config.limits.history_page,
             config.limits.max_recovery,
         );
-        let phones = PhoneRelays::new(bus.clone(), io.clone());
         relay_inbox(bus.as_ref(), fanout).await?;
         let cors = http::cors(&config.cors_origins);
-        let state =
-            Arc::new(EdgeState::new(config, bus, store, Commands::new(caller), feeds, phones, io, metrics));
-        socketio::register(state.clone());
+        let state = Arc::new(EdgeState::new(config, bus, store, Commands::new(caller), feeds, metrics));
+        let socketio = socketio::start(state.clone(), io);
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
             .layer(axum::middleware::map_response(http::json_errors))
             .layer(layer)
             .layer(axum::middleware::map_request(socketio::detach_handshake_head))
             .layer(cors);
-        Ok(Self { router, state, native })
+        Ok(Self { router, state, native, socketio })
     }
 
     /// Stops taking sockets and closes the connected ones' transports, which
@@ -85,6 +89,6 @@ impl Edge {
     pub async fn drain(&self) {
         self.state.start_draining();
         self.native.close_all();
-        self.state.io.close().await;
+        self.socketio.io.close().await;
     }
 }

@@ -7,8 +7,9 @@ use tokio::task::AbortHandle;
 
 use crate::auth::Identity;
 use crate::config::Limits;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::RateLimit;
+use crate::relay::RelayHold;
 
 /// How a socket is in a conversation: by `join_conversation`, by seed 004's
 /// `join "chat:<id>"`, or both.
@@ -90,8 +91,7 @@ impl Session {
         let known = joined.memberships.get(conversation_id).copied().unwrap_or_default();
         if !known.any() && joined.memberships.len() >= self.max_joins {
             return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_joins",
+                ErrorCode::TooManyJoins,
                 format!("a socket may be in at most {} conversations", self.max_joins),
             ));
         }
@@ -191,38 +191,5 @@ impl Session {
         }
         seen.push_back(id.to_owned());
         true
-    }
-}
-
-/// A connection's reference on a shared relay (bot replies of its phone, sync
-/// notices of its tenant). Acquiring is asynchronous and may finish after the
-/// connection went: whichever of the two comes last gives the reference back,
-/// exactly once.
-#[derive(Default)]
-pub struct RelayHold(Mutex<Hold>);
-
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum Hold {
-    #[default]
-    None,
-    Held,
-    Closed,
-}
-
-impl RelayHold {
-    /// After acquiring: `false` when the connection has already gone, and the
-    /// caller must release what it acquired.
-    pub fn hold(&self) -> bool {
-        let mut hold = self.0.lock().expect("hold lock");
-        if *hold == Hold::Closed {
-            return false;
-        }
-        *hold = Hold::Held;
-        true
-    }
-
-    /// On disconnect: `true` when a reference is held, which the caller releases.
-    pub fn close(&self) -> bool {
-        std::mem::replace(&mut *self.0.lock().expect("hold lock"), Hold::Closed) == Hold::Held
     }
 }

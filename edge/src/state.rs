@@ -14,8 +14,7 @@ use crate::commands::Commands;
 use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::feed::Feeds;
-use crate::socketio::relays::PhoneRelays;
-use crate::socketio::sync::SyncRelays;
+use crate::rules::check_id;
 
 pub struct EdgeState {
     pub config: EdgeConfig,
@@ -23,45 +22,22 @@ pub struct EdgeState {
     pub store: Arc<dyn Store>,
     pub commands: Commands,
     pub feeds: Feeds,
-    pub phones: PhoneRelays,
-    /// Sync notifications, per tenant (namespace `/sync`).
-    pub sync: SyncRelays,
     pub verifier: Verifier,
-    pub io: socketioxide::SocketIo,
     pub metrics: PrometheusHandle,
     draining: AtomicBool,
 }
 
-/// The longest conversation id or client_msg_id accepted.
-const MAX_ID_LEN: usize = 128;
-
 impl EdgeState {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: EdgeConfig,
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
         commands: Commands,
         feeds: Feeds,
-        phones: PhoneRelays,
-        io: socketioxide::SocketIo,
         metrics: PrometheusHandle,
     ) -> Self {
         let verifier = Verifier::hs256(&config.jwt_secret);
-        let sync = SyncRelays::new(bus.clone(), io.clone());
-        Self {
-            config,
-            sync,
-            bus,
-            store,
-            commands,
-            feeds,
-            phones,
-            verifier,
-            io,
-            metrics,
-            draining: AtomicBool::new(false),
-        }
+        Self { config, bus, store, commands, feeds, verifier, metrics, draining: AtomicBool::new(false) }
     }
 
     /// The conversation, when this caller may use it. A customer's listed
@@ -89,18 +65,6 @@ impl EdgeState {
         }
     }
 
-    /// Text a client wants stored, within the limits.
-    pub fn check_text(&self, text: &str) -> Result<(), ApiError> {
-        if text.trim().is_empty() {
-            return Err(ApiError::bad_request("text must not be empty"));
-        }
-        let max = self.config.limits.max_text_len;
-        if text.chars().count() > max {
-            return Err(ApiError::too_large(format!("text is longer than {max} characters")));
-        }
-        Ok(())
-    }
-
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
@@ -108,12 +72,4 @@ impl EdgeState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
-}
-
-/// Ids become bus subject tokens and database keys: keep them short and printable.
-pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!("{field} must be 1 to {MAX_ID_LEN} printable characters")));
-    }
-    Ok(())
 }

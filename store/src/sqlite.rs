@@ -59,12 +59,16 @@ impl SqliteStore {
     async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
-            .min_connections(1)
+            // Never closed once open: `:memory:` lives as long as its one connection.
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
+            .connect_lazy_with(options);
+        // One connection first, alone: switching a new file to WAL while a
+        // second connection opens fails with "database is locked" rather
+        // than waiting for the busy timeout.
+        let mut first = pool.acquire().await?;
+        MIGRATOR.run(&mut *first).await.map_err(|e| StoreError::Database(e.into()))?;
+        drop(first);
         Ok(Self { pool })
     }
 

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use switchboard_proto::model::{Customer, Message, Role, Sender};
 use utoipa::ToSchema;
 
-use super::{AppState, Body, Caller};
+use super::extract::{AppState, Body, Caller};
 use crate::commands::Draft;
 use crate::error::ApiError;
-use crate::state::check_id;
+use crate::rules::{check_id, check_text};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/bot-reply", post(bot_reply)).route("/api/notify/message", post(notify_message))
@@ -52,7 +52,7 @@ async fn bot_reply(
     if phone.is_empty() {
         return Err(ApiError::bad_request("targetUserWhatsAppNumber must hold digits"));
     }
-    state.check_text(&text)?;
+    check_text(&state.config.limits, &text)?;
     let delivered = state.commands.bot_reply(phone, text).await?;
     let answer = |status: &str, message: &str| BotReplyAnswer {
         success: true,
@@ -92,7 +92,7 @@ async fn notify_message(
     if let Some(id) = &body.message_id {
         check_id("messageId", id)?;
     }
-    state.check_text(&body.content)?;
+    check_text(&state.config.limits, &body.content)?;
     let existing = state.store.conversation(&body.ticket_id).await?;
     let customer = existing.as_ref().map(|c| c.customer.clone()).unwrap_or_else(|| Customer {
         id: format!("ticket:{}", body.ticket_id),

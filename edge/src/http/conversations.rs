@@ -13,10 +13,10 @@ use switchboard_store::InboxFilter;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{AppState, Body, Caller, Query};
-use crate::commands::Draft;
+use super::extract::{AppState, Body, Caller, ErrorResponse, Query};
 use crate::error::ApiError;
-use crate::state::check_id;
+use crate::rules::check_id;
+use crate::writes::{self, NewText};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -138,20 +138,8 @@ async fn post_message(
     Body(body): Body<PostMessage>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let (text, client_msg_id) = body.into_text()?;
-    state.check_text(&text)?;
-    if let Some(key) = &client_msg_id {
-        check_id("client_msg_id", key)?;
-    }
-    state.conversation_for(&who, &id).await?;
-    let draft = Draft {
-        conversation_id: id,
-        sender: who.sender(),
-        text,
-        client_msg_id,
-        source: who.role.source(),
-        create_for: None,
-    };
-    let (message, created) = state.commands.send_message(draft).await?;
+    let new = NewText { conversation_id: id, text, client_msg_id };
+    let (message, created) = writes::send_message(&state, &who, new, false).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
 }
 
@@ -200,17 +188,5 @@ async fn set_status(
     Body(body): Body<SetStatus>,
 ) -> Result<Json<StatusUpdate>, ApiError> {
     let id: Uuid = id.parse().map_err(|_| ApiError::bad_request("message id must be a UUID"))?;
-    let message = state
-        .store
-        .message(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("message {id} not found")))?;
-    state.conversation_for(&who, &message.conversation_id).await?;
-    Ok(Json(state.commands.set_status(id, body.status).await?))
-}
-
-/// `{error:{code, message}}`, for the OpenAPI document.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorResponse {
-    error: switchboard_proto::model::ErrorBody,
+    Ok(Json(writes::set_status(&state, &who, id, body.status, None).await?))
 }

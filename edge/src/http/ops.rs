@@ -11,7 +11,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{AppState, compat, conversations, sync, whatsapp};
+use super::extract::AppState;
+use super::{compat, conversations, sync, whatsapp};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -21,8 +21,8 @@ use axum::routing::get;
 use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 
-use super::AppState;
-use crate::socketio::query_param;
+use super::extract::AppState;
+use crate::query;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const AGENT_JS: &str = include_str!("../../assets/agent.js");
@@ -115,7 +115,7 @@ fn page(headers: &HeaderMap, body: String) -> Response {
 /// conversation from the page's query string.
 async fn demo(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
-    let param = |name| query_param(&query, name).unwrap_or_default();
+    let param = |name| query::param(&query, name).unwrap_or_default();
     let token = param("token");
     let mut body = DEMO_HTML.to_owned();
     if token.is_empty() {

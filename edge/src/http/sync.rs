@@ -14,10 +14,9 @@ use switchboard_proto::model::Role;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::conversations::ErrorResponse;
-use super::{AppState, Body, Caller, Query};
-use crate::error::ApiError;
-use crate::state::check_id;
+use super::extract::{AppState, Body, Caller, ErrorResponse, Query};
+use crate::error::{ApiError, ErrorCode};
+use crate::rules::check_id;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,11 +44,11 @@ impl FromRequestParts<AppState> for SyncTenant {
             .map(str::trim)
             .unwrap_or_default();
         if key.is_empty() {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "api_key_required", "API key required"));
+            return Err(ApiError::new(ErrorCode::ApiKeyRequired, "API key required"));
         }
         match state.config.sync_api_keys.tenant(key) {
             Some(tenant) => Ok(SyncTenant(tenant.to_owned())),
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "Invalid API key")),
+            None => Err(ApiError::new(ErrorCode::InvalidApiKey, "Invalid API key")),
         }
     }
 }

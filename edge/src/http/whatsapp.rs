@@ -16,20 +16,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use switchboard_bus::{Envelope, headers, subjects};
 
-use super::{AppState, Query};
-use crate::error::ApiError;
+use super::extract::{AppState, ErrorResponse, Query};
+pub use crate::config::WebhookConfig;
+use crate::error::{ApiError, ErrorCode};
 
 /// Meta sends payloads of up to 3 MB.
 pub const MAX_WEBHOOK_BODY: usize = 4 << 20;
-
-/// What the webhook needs to know; both unset: every request is refused.
-#[derive(Debug, Clone, Default)]
-pub struct WebhookConfig {
-    /// Echoed back by Meta in the verification handshake.
-    pub verify_token: Option<String>,
-    /// The app secret that signs every delivery.
-    pub app_secret: Option<String>,
-}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -59,7 +51,7 @@ pub struct Handshake {
     security(()),
     responses(
         (status = 200, description = "the hub.challenge, as plain text", body = String),
-        (status = 401, description = "wrong mode or verify token", body = super::conversations::ErrorResponse),
+        (status = 401, description = "wrong mode or verify token", body = ErrorResponse),
     )
 )]
 pub async fn verify(State(state): State<AppState>, Query(hs): Query<Handshake>) -> Response {
@@ -68,8 +60,7 @@ pub async fn verify(State(state): State<AppState>, Query(hs): Query<Handshake>) 
         (Some(e), Some(t)) if constant_time_eq(e.as_bytes(), t.as_bytes()));
     match (hs.mode.as_deref(), hs.challenge) {
         (Some("subscribe"), Some(challenge)) if token_ok => (StatusCode::OK, challenge).into_response(),
-        _ => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_verify_token", "verification refused")
-            .into_response(),
+        _ => ApiError::new(ErrorCode::InvalidVerifyToken, "verification refused").into_response(),
     }
 }
 
@@ -83,8 +74,8 @@ pub async fn verify(State(state): State<AppState>, Query(hs): Query<Handshake>) 
     request_body(content = Object, description = "Meta's webhook envelope, taken as raw bytes", content_type = "application/json"),
     responses(
         (status = 200, description = "accepted: stored on the bus for the WhatsApp worker"),
-        (status = 401, description = "missing or bad signature; nothing was stored", body = super::conversations::ErrorResponse),
-        (status = 503, description = "the bus is unavailable; Meta retries", body = super::conversations::ErrorResponse),
+        (status = 401, description = "missing or bad signature; nothing was stored", body = ErrorResponse),
+        (status = 503, description = "the bus is unavailable; Meta retries", body = ErrorResponse),
     )
 )]
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -108,7 +99,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
 }
 
 fn invalid_signature(message: &str) -> Response {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", message).into_response()
+    ApiError::new(ErrorCode::InvalidSignature, message).into_response()
 }
 
 /// `sha256=<lowercase hex HMAC-SHA256(body, secret)>`, compared in constant time.

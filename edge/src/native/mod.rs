@@ -26,17 +26,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use self::codec::{Codec, Operation, PROTOBUF};
+use self::codec::{Codec, PROTOBUF};
 use self::rooms::{Ack, Frame, NativeRooms, Outbox};
 use crate::auth::Identity;
-use crate::chat::{self, Audience, Ctx, Peer, Responder};
+use crate::chat::{self, Audience, Ctx, Operation, Peer, Responder};
 use crate::error::ApiError;
-use crate::http::{AppState, Caller};
+use crate::http::extract::{AppState, Caller};
 use crate::session::Session;
+use crate::wire::{self, event};
 use switchboard_proto::model::Role;
 
 /// How often the server pings an idle connection.
@@ -133,19 +134,12 @@ struct NativeReply {
 
 impl Responder for NativeReply {
     fn send(self, outcome: Result<Value, ApiError>) {
-        let body = match (&outcome, self.reference.is_some()) {
-            (Ok(fields), _) => {
-                let mut body = json!({ "ok": true });
-                if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-                    body.extend(fields.clone());
-                }
-                body
-            }
-            (Err(e), _) => json!({ "ok": false, "error": e.body() }),
-        };
         match (self.reference, outcome) {
-            (Some(reference), _) => self.outbox.send(Frame::Ack(Box::new(Ack { reference, body }))),
-            (None, Err(e)) => self.outbox.event("error", json!({ "message": e.message, "code": e.code })),
+            (Some(reference), outcome) => {
+                let body = wire::answer(&outcome);
+                self.outbox.send(Frame::Ack(Box::new(Ack { reference, body })))
+            }
+            (None, Err(e)) => self.outbox.event(event::ERROR, e.event()),
             (None, Ok(_)) => {}
         }
     }
@@ -166,12 +160,12 @@ async fn serve(
     let session = Arc::new(Session::new(who, None, &state.config.limits));
     let peer = NativePeer { id: id.clone(), outbox: outbox.clone(), rooms: rooms.clone() };
     let ctx = Ctx { state, peer, session };
-    outbox.event("connected", json!({ "message": "connected", "user_id": ctx.session.identity.user_id }));
+    outbox.event(event::CONNECTED, wire::greeting(&ctx.session.identity.user_id));
     if let Some(conversation_id) = joined {
         let reply = NativeReply { outbox: outbox.clone(), reference: None };
-        tokio::spawn(chat::join_conversation(
+        tokio::spawn(Operation::JoinConversation.run(
             ctx.clone(),
-            json!({ "conversation_id": conversation_id }),
+            wire::conversation_ref(&conversation_id),
             reply,
         ));
     }
@@ -199,7 +193,7 @@ async fn serve(
                 // Pings are answered by the WebSocket layer.
                 Some(Ok(message)) => match codec.decode(&message) {
                     Some(Ok(operation)) => dispatch(&ctx, operation),
-                    Some(Err(wrong)) => ctx.peer.emit("error", &json!({ "code": "bad_request", "message": wrong })),
+                    Some(Err(wrong)) => ctx.peer.emit(event::ERROR, &ApiError::bad_request(wrong).event()),
                     None => {}
                 },
             },
@@ -265,22 +259,13 @@ async fn write_queued(
 }
 
 /// Runs one client operation on its own task, like Socket.IO events.
-fn dispatch(ctx: &Ctx<NativePeer>, operation: Operation) {
-    let Operation { kind, reference, data } = operation;
+fn dispatch(ctx: &Ctx<NativePeer>, operation: codec::Operation) {
+    let codec::Operation { kind, reference, data } = operation;
     let reply = NativeReply { outbox: ctx.peer.outbox.clone(), reference };
-    let ctx = ctx.clone();
-    match kind.as_str() {
-        "join_conversation" => spawn(chat::join_conversation(ctx, data, reply)),
-        "leave_conversation" => spawn(chat::leave_conversation(ctx, data, reply)),
-        "send_message" => spawn(chat::send_message(ctx, data, reply)),
-        "typing_start" => spawn(chat::typing_start(ctx, data, reply)),
-        "typing_stop" => spawn(chat::typing_stop(ctx, data, reply)),
-        "mark_read" => spawn(chat::mark_read(ctx, data, reply)),
-        "ping" => spawn(chat::ping(ctx, data, reply)),
-        other => reply.send(Err(ApiError::bad_request(format!("unknown frame type {other:?}")))),
+    match Operation::parse(&kind).filter(|op| op.is_native()) {
+        Some(operation) => {
+            tokio::spawn(operation.run(ctx.clone(), data, reply));
+        }
+        None => reply.send(Err(ApiError::bad_request(format!("unknown frame type {kind:?}")))),
     }
-}
-
-fn spawn(operation: impl Future<Output = ()> + Send + 'static) {
-    tokio::spawn(operation);
 }

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Message as WsMessage;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::feed::{Fanout, OnFull};
+use crate::wire::{self, event};
 
 /// What goes out on a native connection, before encoding. Small (two words),
 /// since every connection's outbox holds a block of them.
@@ -164,36 +165,30 @@ impl NativeRooms {
 
 impl Fanout for NativeRooms {
     fn message(&self, message: &Message) {
-        let event = Event::new("message:new", serde_json::to_value(message).unwrap_or_default());
+        let event = Event::new(event::MESSAGE_NEW, wire::message(message));
         for (_, outbox) in self.members(&message.conversation_id) {
             outbox.share(&event, OnFull::Disconnect);
         }
     }
 
     fn status(&self, status: &StatusUpdate) {
-        let event = Event::new("message:status", serde_json::to_value(status).unwrap_or_default());
+        let event = Event::new(event::MESSAGE_STATUS, wire::status(status));
         for (_, outbox) in self.members(&status.conversation_id) {
             outbox.share(&event, OnFull::Disconnect);
         }
     }
 
     fn typing(&self, typing: &pb::Typing) {
-        let data = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
-        self.each_except(&typing.conversation_id, &typing.origin, "user_typing", data);
+        self.each_except(&typing.conversation_id, &typing.origin, event::USER_TYPING, wire::typing(typing));
     }
 
     fn presence(&self, presence: &pb::Presence) {
-        let data = json!({
-            "conversation_id": presence.conversation_id,
-            "user_id": presence.user_id,
-            "role": presence.role,
-            "online": presence.online,
-        });
-        self.each_except(&presence.conversation_id, &presence.origin, "presence", data);
+        let data = wire::presence(presence);
+        self.each_except(&presence.conversation_id, &presence.origin, event::PRESENCE, data);
     }
 
-    fn inbox(&self, event: &str, conversation: &Conversation) {
-        let event = Event::new(event, json!({ "conversation": conversation }));
+    fn inbox(&self, name: &str, conversation: &Conversation) {
+        let event = Event::new(name, wire::conversation(conversation));
         for outbox in self.agents.lock().expect("rooms lock").values() {
             outbox.share(&event, OnFull::Disconnect);
         }

@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
-use switchboard_proto::model::{Conversation, Message, Role, StatusUpdate};
+use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
 
 use crate::feed::{Fanout, OnFull};
+use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
     format!("conv:{conversation_id}")
@@ -127,85 +127,32 @@ impl SocketIoFanout {
     }
 }
 
-/// `conversation:new` and `conversation:updated`.
-#[derive(Serialize)]
-struct ConversationPayload<'a> {
-    conversation: &'a Conversation,
-}
-
-/// Seed 004's `new-message` payload.
-#[derive(Serialize)]
-struct LegacyMessage<'a> {
-    message: &'a Message,
-    from: &'static str,
-}
-
-/// Seed 004's `from`: who wrote a message, as its widget understands it.
-fn legacy_from(role: Role) -> &'static str {
-    match role {
-        Role::Customer => "customer",
-        Role::Bot => "bot",
-        Role::Agent | Role::Service => "agent",
-    }
-}
-
 impl Fanout for SocketIoFanout {
     fn message(&self, message: &Message) {
-        self.broadcast(chat_room(&message.conversation_id), None, OnFull::Disconnect, "message:new", message);
-        let legacy = LegacyMessage { message, from: legacy_from(message.sender.role) };
-        self.broadcast(
-            legacy_room(&message.conversation_id),
-            None,
-            OnFull::Disconnect,
-            "new-message",
-            &legacy,
-        );
+        let conversation = &message.conversation_id;
+        self.broadcast(chat_room(conversation), None, OnFull::Disconnect, event::MESSAGE_NEW, message);
+        let legacy = wire::legacy_message(message);
+        self.broadcast(legacy_room(conversation), None, OnFull::Disconnect, event::LEGACY_MESSAGE, &legacy);
     }
 
     fn status(&self, status: &StatusUpdate) {
-        self.broadcast(
-            chat_room(&status.conversation_id),
-            None,
-            OnFull::Disconnect,
-            "message:status",
-            status,
-        );
+        let room = chat_room(&status.conversation_id);
+        self.broadcast(room, None, OnFull::Disconnect, event::MESSAGE_STATUS, status);
     }
 
     fn typing(&self, typing: &pb::Typing) {
-        let payload = json!({ "conversation_id": typing.conversation_id, "user_id": typing.user_id, "typing": typing.typing });
-        self.broadcast(
-            chat_room(&typing.conversation_id),
-            Some(&typing.origin),
-            OnFull::Skip,
-            "user_typing",
-            &payload,
-        );
+        let room = chat_room(&typing.conversation_id);
+        self.broadcast(room, Some(&typing.origin), OnFull::Skip, event::USER_TYPING, &wire::typing(typing));
     }
 
-    fn inbox(&self, event: &str, conversation: &Conversation) {
-        self.broadcast(
-            AGENTS_ROOM.into(),
-            None,
-            OnFull::Disconnect,
-            event,
-            &ConversationPayload { conversation },
-        );
+    fn inbox(&self, name: &str, conversation: &Conversation) {
+        let payload = wire::conversation(conversation);
+        self.broadcast(AGENTS_ROOM.into(), None, OnFull::Disconnect, name, &payload);
     }
 
     fn presence(&self, presence: &pb::Presence) {
-        let payload = json!({
-            "conversation_id": presence.conversation_id,
-            "user_id": presence.user_id,
-            "role": presence.role,
-            "online": presence.online,
-        });
-        self.broadcast(
-            chat_room(&presence.conversation_id),
-            Some(&presence.origin),
-            OnFull::Skip,
-            "presence",
-            &payload,
-        );
+        let room = chat_room(&presence.conversation_id);
+        let payload = wire::presence(presence);
+        self.broadcast(room, Some(&presence.origin), OnFull::Skip, event::PRESENCE, &payload);
     }
 }

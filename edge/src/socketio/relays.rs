@@ -1,7 +1,6 @@
 //! Bot replies per WhatsApp number, subscribed while a socket of that number
 //! is connected here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -11,50 +10,18 @@ use switchboard_bus::events::{Event, encode};
 use switchboard_bus::{Bus, Envelope, headers, subjects};
 use switchboard_proto::model::Timestamp;
 use switchboard_proto::pb::{self, command_result};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 use super::fanout::{emit_to, phone_room, sockets_in};
 use super::session::session_of;
+use crate::relay::Relays;
+use crate::wire::event;
 
-/// Bot-reply subscriptions, counted per phone number.
-pub struct PhoneRelays {
-    bus: Arc<dyn Bus>,
-    io: SocketIo,
-    relays: Mutex<HashMap<String, (JoinHandle<()>, usize)>>,
-}
-
-impl PhoneRelays {
-    pub fn new(bus: Arc<dyn Bus>, io: SocketIo) -> Self {
-        Self { bus, io, relays: Mutex::default() }
-    }
-
-    /// Subscribed when this returns, so a reply published afterwards arrives.
-    pub async fn acquire(&self, phone: &str) -> switchboard_bus::Result<()> {
-        let mut relays = self.relays.lock().await;
-        if let Some((_, count)) = relays.get_mut(phone) {
-            *count += 1;
-            return Ok(());
-        }
-        let events = self.bus.subscribe(&subjects::user_phone_bot(phone)).await?;
-        let task =
-            tokio::spawn(relay_bot_replies(events, self.bus.clone(), self.io.clone(), phone.to_owned()));
-        relays.insert(phone.to_owned(), (task, 1));
-        metrics::gauge!("switchboard_subscriptions", "kind" => "phone").increment(1.0);
-        Ok(())
-    }
-
-    pub async fn release(&self, phone: &str) {
-        let mut relays = self.relays.lock().await;
-        if let Some((task, count)) = relays.get_mut(phone) {
-            *count -= 1;
-            if *count == 0 {
-                task.abort();
-                relays.remove(phone);
-                metrics::gauge!("switchboard_subscriptions", "kind" => "phone").decrement(1.0);
-            }
-        }
-    }
+/// Bot-reply subscriptions, one per phone number with sockets here.
+pub fn phone_relays(bus: Arc<dyn Bus>, io: SocketIo) -> Relays {
+    let relay_bus = bus.clone();
+    Relays::new(bus, "phone", subjects::user_phone_bot, move |phone, events| {
+        tokio::spawn(relay_bot_replies(events, relay_bus.clone(), io.clone(), phone))
+    })
 }
 
 async fn relay_bot_replies(
@@ -94,7 +61,7 @@ pub fn deliver_bot_reply(io: &SocketIo, phone: &str, reply: &pb::BotReply) -> u3
     let mut delivered = 0;
     for socket in sockets_in(io, phone_room(phone)) {
         let fresh = session_of(&socket).is_some_and(|s| s.first_sight_of_bot_reply(&reply.id));
-        if fresh && emit_to(&socket, "bot-response", &payload) {
+        if fresh && emit_to(&socket, event::BOT_RESPONSE, &payload) {
             delivered += 1;
         }
     }

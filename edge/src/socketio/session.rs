@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, Value as PacketValue};
@@ -11,6 +11,7 @@ use socketioxide::socket::Socket;
 use crate::chat::Responder;
 use crate::error::ApiError;
 use crate::session::Session;
+use crate::wire::{self, event};
 
 pub fn session_of(socket: &SocketRef) -> Option<Arc<Session>> {
     socket.extensions.get::<Arc<Session>>()
@@ -43,18 +44,11 @@ impl FromMessageParts<LocalAdapter> for Reply {
 impl Responder for Reply {
     fn send(self, outcome: Result<Value, ApiError>) {
         match outcome {
-            Ok(fields) => {
-                let mut answer = json!({ "ok": true });
-                if let (Some(answer), Value::Object(fields)) = (answer.as_object_mut(), fields) {
-                    answer.extend(fields);
-                }
-                let _ = self.ack.send(&answer);
+            Err(error) if !self.wants_ack => {
+                let _ = self.socket.emit(event::ERROR, &error.event());
             }
-            Err(error) if self.wants_ack => {
-                let _ = self.ack.send(&json!({ "ok": false, "error": error.body() }));
-            }
-            Err(error) => {
-                let _ = self.socket.emit("error", &json!({ "message": error.message, "code": error.code }));
+            outcome => {
+                let _ = self.ack.send(&wire::answer(&outcome));
             }
         }
     }

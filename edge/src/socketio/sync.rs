@@ -8,7 +8,6 @@
 //! one or two events. `sync:orders` answers `orders:pending` with the
 //! pending changes (and the same in its ack, when one is asked for).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,12 +19,11 @@ use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use switchboard_bus::{Bus, Subscription, subjects};
 use switchboard_proto::pb;
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 use super::fanout::emit_to;
+use super::hub::Hub;
 use crate::error::ApiError;
-use crate::session::RelayHold;
+use crate::relay::{RelayHold, Relays};
 use crate::state::EdgeState;
 
 pub const NAMESPACE: &str = "/sync";
@@ -42,20 +40,27 @@ pub fn tenant_room(tenant: &str) -> String {
     format!("tenant:{tenant}")
 }
 
-pub fn register(state: Arc<EdgeState>) {
-    let io = state.io.clone();
+pub fn register(hub: Arc<Hub>) {
+    let io = hub.io.clone();
     let admit = {
-        let state = state.clone();
+        let hub = hub.clone();
         move |socket: SocketRef, TryData(auth): TryData<Value>| {
-            let state = state.clone();
-            async move { admit(state, socket, auth.ok()).await }
+            let hub = hub.clone();
+            async move { admit(hub, socket, auth.ok()).await }
         }
     };
     let connect = move |socket: SocketRef| {
-        let state = state.clone();
-        async move { on_connect(state, socket).await }
+        let hub = hub.clone();
+        async move { on_connect(hub, socket).await }
     };
     io.ns(NAMESPACE, connect.with(admit));
+}
+
+/// Sync-notice subscriptions, one per tenant with sockets here.
+pub fn tenant_relays(bus: Arc<dyn Bus>, io: SocketIo) -> Relays {
+    Relays::new(bus, "tenant", subjects::sync_pending, move |tenant, events| {
+        tokio::spawn(relay_pending(events, io.clone(), tenant))
+    })
 }
 
 /// Why a sync client was refused: its `connect_error` message.
@@ -78,29 +83,27 @@ impl std::fmt::Display for Refusal {
 
 /// Runs before the client is told it is connected (see `socketio::admit`):
 /// handlers, the room and the tenant's subscription are in place by then.
-async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
-    if state.is_draining() {
+async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
+    if hub.edge.is_draining() {
         return Err(Refusal::Draining);
     }
     let key = auth.as_ref().and_then(|a| a.get("apiKey")).and_then(Value::as_str).unwrap_or_default();
     if key.is_empty() {
         return Err(Refusal::Required);
     }
-    let tenant = state.config.sync_api_keys.tenant(key).ok_or(Refusal::Invalid)?.to_owned();
+    let tenant = hub.edge.config.sync_api_keys.tenant(key).ok_or(Refusal::Invalid)?.to_owned();
     socket.extensions.insert(Tenant(tenant.clone(), Arc::default()));
-    let orders = state.clone();
+    let orders = hub.edge.clone();
     socket.on("sync:orders", move |socket: SocketRef, ack: AckSender| {
         let state = orders.clone();
         async move { sync_orders(state, socket, ack).await }
     });
-    let leaving = state.clone();
+    let leaving = hub.clone();
     socket.on_disconnect(move |socket: SocketRef| {
-        let state = leaving.clone();
+        let hub = leaving.clone();
         async move {
-            if let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>()
-                && relay.close()
-            {
-                state.sync.release(&tenant).await;
+            if let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() {
+                hub.tenants.release(&tenant, &relay).await;
             }
             metrics::gauge!("switchboard_sockets", "transport" => "socket.io-sync").decrement(1.0);
         }
@@ -111,15 +114,13 @@ async fn admit(state: Arc<EdgeState>, socket: SocketRef, auth: Option<Value>) ->
 }
 
 /// Unconfirmed changes are announced once at connect.
-async fn on_connect(state: Arc<EdgeState>, socket: SocketRef) {
+async fn on_connect(hub: Arc<Hub>, socket: SocketRef) {
     let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() else { return };
-    // After connecting, as for bot replies (see `socketio::on_connect`).
-    match state.sync.acquire(&tenant).await {
-        Ok(()) if !relay.hold() => state.sync.release(&tenant).await,
-        Ok(()) => {}
-        Err(e) => tracing::warn!(error = %e, tenant, "sync notifications for this socket are not subscribed"),
+    // After connecting, as for bot replies (see `chat::on_connect`).
+    if let Err(e) = hub.tenants.acquire(&tenant, &relay).await {
+        tracing::warn!(error = %e, tenant, "sync notifications for this socket are not subscribed");
     }
-    match state.store.has_pending_changes(&tenant).await {
+    match hub.edge.store.has_pending_changes(&tenant).await {
         Ok(true) => {
             emit_to(&socket, "changes:pending", &NO_ARGUMENTS);
         }
@@ -139,8 +140,7 @@ async fn sync_orders(state: Arc<EdgeState>, socket: SocketRef, ack: AckSender) {
             let _ = ack.send(&changes);
         }
         Err(error) => {
-            let _ =
-                socket.emit("error", &serde_json::json!({ "message": error.message, "code": error.code }));
+            let _ = socket.emit("error", &error.event());
         }
     }
 }
@@ -151,48 +151,9 @@ pub async fn pending_json(state: &EdgeState, tenant: &str, limit: u32) -> Result
     Ok(changes.iter().map(|c| c.to_json()).collect())
 }
 
-/// Notification subscriptions, counted per tenant.
-pub struct SyncRelays {
-    bus: Arc<dyn Bus>,
-    io: SocketIo,
-    relays: Mutex<HashMap<String, (JoinHandle<()>, usize)>>,
-}
-
-impl SyncRelays {
-    pub fn new(bus: Arc<dyn Bus>, io: SocketIo) -> Self {
-        Self { bus, io, relays: Mutex::default() }
-    }
-
-    /// Subscribed when this returns, so a notice published afterwards arrives.
-    pub async fn acquire(&self, tenant: &str) -> switchboard_bus::Result<()> {
-        let mut relays = self.relays.lock().await;
-        if let Some((_, count)) = relays.get_mut(tenant) {
-            *count += 1;
-            return Ok(());
-        }
-        let events = self.bus.subscribe(&subjects::sync_pending(tenant)).await?;
-        let task = tokio::spawn(relay_pending(events, self.io.clone(), tenant.to_owned()));
-        relays.insert(tenant.to_owned(), (task, 1));
-        metrics::gauge!("switchboard_subscriptions", "kind" => "tenant").increment(1.0);
-        Ok(())
-    }
-
-    pub async fn release(&self, tenant: &str) {
-        let mut relays = self.relays.lock().await;
-        if let Some((task, count)) = relays.get_mut(tenant) {
-            *count -= 1;
-            if *count == 0 {
-                task.abort();
-                relays.remove(tenant);
-                metrics::gauge!("switchboard_subscriptions", "kind" => "tenant").decrement(1.0);
-            }
-        }
-    }
-}
-
 /// Leading and trailing throttle: the first notice is emitted at once; notices
 /// that arrive within [`WINDOW`] after an emit give one more emit at its end.
-async fn relay_pending(events: Subscription, io: SocketIo, tenant: String) {
+pub async fn relay_pending(events: Subscription, io: SocketIo, tenant: String) {
     // A consumer checks that what it got is its own, whatever the subject said.
     let own = tenant.clone();
     let mut events = std::pin::pin!(events.filter(move |envelope| {

@@ -144,10 +144,7 @@ impl Inbound {
                 customer: customer.clone(),
                 at: m.at,
             };
-            let (conversation, created) = self.store.create_conversation(new).await?;
-            if created {
-                announce(self.bus.as_ref(), Event::ConversationNew(conversation)).await?;
-            }
+            self.store.create_conversation(new).await?;
             batch.push(NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
@@ -170,6 +167,12 @@ impl Inbound {
                     continue;
                 }
             };
+            // Announced with its first message, not at its creation: an agent
+            // who joins on `conversation:new` finds that message in history,
+            // and a redelivery after a failed append still announces it.
+            if appended.created && appended.message.offset == 1 {
+                announce(self.bus.as_ref(), Event::ConversationNew(appended.conversation.clone())).await?;
+            }
             // Again on a redelivery too: edges drop what they already have.
             announce(self.bus.as_ref(), Event::MessageNew(appended.message)).await?;
             if appended.created {
