@@ -5,6 +5,9 @@
 #   deploy/cluster.sh up DIR             start it; DIR/cluster.env tells where everything is
 #   deploy/cluster.sh restart-nats DIR   stop NATS and start it again (same port, same store)
 #   deploy/cluster.sh down DIR           stop everything `up` started and remove what it made
+#   deploy/cluster.sh stop-postgres DIR [fast|immediate]
+#                                        stop the PostgreSQL `up` started (pg_ctl's mode, default fast)
+#   deploy/cluster.sh start-postgres DIR start it again (same port, same data, same settings)
 #
 # Knobs (environment):
 #   EDGES=2 WORKERS=2 SYNC_WORKERS=1 WA_WORKERS=1
@@ -27,7 +30,7 @@ source "$HERE/lib/nats.sh"
 source "$HERE/lib/postgres.sh"
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,12p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -144,6 +147,36 @@ restart_nats() {
   sed -i "s/^NATS_PID=.*/NATS_PID=$NATS_PID/" "$DIR/cluster.env"
 }
 
+# The PostgreSQL `up` started (not one passed in SWITCHBOARD_DATABASE_URL): its folder.
+own_postgres() {
+  # shellcheck source=/dev/null
+  source "$DIR/cluster.env"
+  [[ -n "${PG_TMP_DIR:-}" ]] || {
+    echo "cluster: PostgreSQL was not started by this script" >&2
+    exit 1
+  }
+}
+
+# Fault injection: the server goes away under the running edges and workers.
+stop_postgres() {
+  own_postgres
+  local mode="${1:-fast}"
+  [[ "$mode" == "fast" || "$mode" == "immediate" ]] || usage
+  _pg_as_owner "$PG_BIN_DIR/pg_ctl" -D "$PG_TMP_DIR/data" -m "$mode" -w -t 60 stop >/dev/null
+}
+
+start_postgres() {
+  own_postgres
+  local out
+  # `restart` of a stopped server starts it with the options it last ran with
+  # (data/postmaster.opts: the port, the socket folder, the settings of pg_start).
+  out=$(_pg_as_owner "$PG_BIN_DIR/pg_ctl" -D "$PG_TMP_DIR/data" -l "$PG_TMP_DIR/server.log" -w -t 60 restart 2>&1) || {
+    echo "cluster: PostgreSQL did not start again: $out" >&2
+    tail -n 30 "$PG_TMP_DIR/server.log" >&2
+    exit 1
+  }
+}
+
 down() {
   [[ -f "$DIR/cluster.env" ]] || return 0
   # shellcheck source=/dev/null
@@ -168,11 +201,13 @@ down() {
   rm -f "$DIR/cluster.env"
 }
 
-[[ $# -eq 2 ]] || usage
+[[ $# -eq 2 || ($# -eq 3 && "$1" == "stop-postgres") ]] || usage
 DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
 case "$1" in
   up) up ;;
   restart-nats) restart_nats ;;
   down) down ;;
+  stop-postgres) stop_postgres "${3:-fast}" ;;
+  start-postgres) start_postgres ;;
   *) usage ;;
 esac

@@ -8,6 +8,7 @@
 //! - [`subjects`] and [`headers`]: the names operators see on the wire.
 //! - [`events`]: what flows back out to edges, encoded once.
 //! - [`rpc`]: commands that expect an answer (an edge waiting for a worker).
+//! - [`connect`]: either bus, from its URL.
 
 pub mod events;
 pub mod headers;
@@ -98,6 +99,21 @@ pub enum BusError {
 }
 
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+/// Opens the bus a URL names: `memory:` (a new in-process bus: every part of
+/// one process must share the one returned) or `nats://…`, named `node` there.
+pub async fn connect(url: &str, node: &str) -> Result<std::sync::Arc<dyn Bus>> {
+    if url == "memory:" {
+        return Ok(std::sync::Arc::new(MemoryBus::new()));
+    }
+    if url.starts_with("nats://") || url.starts_with("tls://") {
+        return Ok(std::sync::Arc::new(NatsBus::connect(url, node).await?));
+    }
+    Err(BusError::Unavailable(format!(
+        "a bus URL is memory: or nats://host:port, not {:?}",
+        url.split(':').next().unwrap_or_default()
+    )))
+}
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {

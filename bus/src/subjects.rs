@@ -9,6 +9,7 @@ pub const CMD_SEND_MESSAGE: &str = "sb.cmd.chat.send_message";
 pub const CMD_CREATE_CONVERSATION: &str = "sb.cmd.chat.create_conversation";
 pub const CMD_SET_STATUS: &str = "sb.cmd.chat.set_status";
 pub const CMD_BOT_REPLY: &str = "sb.cmd.chat.bot_reply";
+pub const CMD_TAKE_BOT_REPLIES: &str = "sb.cmd.chat.take_bot_replies";
 /// The sync worker's share: changes for tenants' outboxes, and confirmations.
 pub const SYNC_COMMANDS: &str = "sb.cmd.sync.>";
 pub const CMD_SYNC_CHANGE: &str = "sb.cmd.sync.change";

@@ -126,6 +126,20 @@ impl Commands {
         }
     }
 
+    /// The bot replies that waited for this phone's user, oldest first; the
+    /// worker removes them from the queue.
+    pub async fn take_bot_replies(&self, phone: &str) -> Result<Vec<pb::BotReply>, ApiError> {
+        let take = pb::TakeBotReplies { phone: phone.to_owned(), at_ms: Timestamp::now().0 };
+        let envelope = Envelope::new(
+            subjects::CMD_TAKE_BOT_REPLIES,
+            encode(&command(command::Kind::TakeBotReplies(take))),
+        );
+        match self.call(envelope).await?.outcome {
+            Some(command_result::Outcome::BotReplies(replies)) => Ok(replies.replies),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn call(&self, envelope: Envelope) -> Result<pb::CommandResult, ApiError> {
         // A fresh id per call: the bus must not drop a deliberate second call;
         // idempotency is the store's (message id, client_msg_id).

@@ -17,7 +17,7 @@ use switchboard_bus::events::Event;
 use switchboard_bus::{Bus, Subscription, subjects};
 use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
-use switchboard_store::Store;
+use switchboard_store::ReadStore;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -109,7 +109,7 @@ const GAP_RETRY: Duration = Duration::from_millis(100);
 
 pub struct Feeds {
     bus: Arc<dyn Bus>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReadStore>,
     fanout: Arc<dyn Fanout>,
     page: u32,
     max_recovery: u32,
@@ -124,7 +124,7 @@ struct Feed {
 impl Feeds {
     pub fn new(
         bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ReadStore>,
         fanout: Arc<dyn Fanout>,
         page: u32,
         max_recovery: u32,
@@ -177,7 +177,7 @@ impl Feeds {
 }
 
 struct FeedTask {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReadStore>,
     fanout: Arc<dyn Fanout>,
     page: u32,
     max_recovery: u32,

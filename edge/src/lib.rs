@@ -33,7 +33,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
 use switchboard_bus::rpc::Caller;
-use switchboard_store::Store;
+use switchboard_store::ReadStore;
 
 use crate::commands::Commands;
 use crate::config::EdgeConfig;
@@ -56,7 +56,7 @@ impl Edge {
     pub async fn start(
         config: EdgeConfig,
         bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ReadStore>,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let (layer, io) = socketio::layer(&config.limits);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
 use switchboard_proto::model::{Channel, Conversation, Customer};
-use switchboard_store::Store;
+use switchboard_store::ReadStore;
 
 use crate::auth::{Identity, Verifier};
 use crate::commands::Commands;
@@ -19,7 +19,7 @@ use crate::rules::check_id;
 pub struct EdgeState {
     pub config: EdgeConfig,
     pub bus: Arc<dyn Bus>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ReadStore>,
     pub commands: Commands,
     pub feeds: Feeds,
     pub verifier: Verifier,
@@ -31,7 +31,7 @@ impl EdgeState {
     pub fn new(
         config: EdgeConfig,
         bus: Arc<dyn Bus>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn ReadStore>,
         commands: Commands,
         feeds: Feeds,
         metrics: PrometheusHandle,

@@ -1,16 +1,10 @@
 //! `switchboard dev`: the embedded default. One process runs an edge and the
 //! persist and sync workers on the in-process bus, with an SQLite file; nothing to install.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use switchboard_bus::{Bus, MemoryBus};
 use switchboard_edge::Edge;
 use switchboard_edge::auth::{Claims, mint};
-use switchboard_store::{SqliteStore, Store};
-use switchboard_workers::persist::Persist;
-use switchboard_workers::sync::SyncWorker;
-use switchboard_workers::whatsapp::Whatsapp;
+use switchboard_workers::registry::{Deps, Kind};
 
 use super::serve::{bind, edge_config, metrics_recorder, serve};
 use super::settings::Resolved;
@@ -24,31 +18,26 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
         None => (dev_secret(&settings)?, true),
     };
     let metrics = metrics_recorder()?;
-    let sqlite = Arc::new(SqliteStore::open(&settings.data_dir.join("switchboard.db")).await?);
-    let store: Arc<dyn Store> = sqlite.clone();
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-
-    let worker = Persist::new(bus.clone(), store.clone(), "dev-worker", settings.bot_reply_ttl).await?;
-    tokio::spawn(async move {
-        if let Err(e) = worker.run(std::future::pending()).await {
-            tracing::error!(error = %e, "persist worker stopped");
-        }
-    });
-
-    let sync = SyncWorker::new(bus.clone(), store.clone());
-    tokio::spawn(async move {
-        if let Err(e) = sync.run(std::future::pending()).await {
-            tracing::error!(error = %e, "sync worker stopped");
-        }
-    });
-
-    // Harmless without WhatsApp settings: nothing arrives, and sends fail as not configured.
-    let whatsapp = Whatsapp::new(bus.clone(), sqlite, settings.whatsapp.clone());
-    tokio::spawn(async move {
-        if let Err(e) = whatsapp.run(std::future::pending()).await {
-            tracing::error!(error = %e, "whatsapp worker stopped");
-        }
-    });
+    let database = format!("sqlite:{}", settings.data_dir.join("switchboard.db").display());
+    let store = switchboard_store::open(&database).await?;
+    // One bus for every part of the process.
+    let bus = switchboard_bus::connect("memory:", "dev").await?;
+    let deps = Deps {
+        bus: bus.clone(),
+        store: store.clone(),
+        node: "dev-worker".into(),
+        bot_reply_ttl: settings.bot_reply_ttl,
+        // Harmless without WhatsApp settings: nothing arrives, and sends fail as not configured.
+        whatsapp: settings.whatsapp.clone(),
+    };
+    for kind in Kind::ALL {
+        let deps = deps.clone();
+        tokio::spawn(async move {
+            if let Err(e) = kind.run(deps, std::future::pending()).await {
+                tracing::error!(error = %e, worker = kind.name(), "worker stopped");
+            }
+        });
+    }
 
     let edge = Edge::start(edge_config(&settings, "dev", secret.clone()), bus, store, metrics).await?;
     let (listener, url) = bind(&settings).await?;

@@ -4,7 +4,7 @@
 use futures_util::StreamExt;
 use prost::Message as _;
 use serde_json::{Value, json};
-use switchboard_bus::{Bus, Envelope, NatsBus, headers};
+use switchboard_bus::{Envelope, headers};
 use switchboard_proto::pb;
 
 use super::settings::Settings;
@@ -20,7 +20,7 @@ pub struct TailArgs {
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
-    let bus = NatsBus::connect(settings.require_nats()?, &settings.node_id("tail")).await?;
+    let bus = switchboard_bus::connect(settings.require_nats()?, &settings.node_id("tail")).await?;
     let mut messages = bus.subscribe(&args.subject).await?;
     while let Some(envelope) = messages.next().await {
         println!("{}", line(&envelope));

@@ -1,16 +1,10 @@
 //! `switchboard worker <kind>`: the workers of a scale-out cluster. Any number
 //! of processes of one kind share its durable consumer.
 
-use std::sync::Arc;
-
-use switchboard_bus::{Bus, NatsBus};
-use switchboard_store::{PgStore, Store};
-use switchboard_workers::persist::Persist;
-use switchboard_workers::sync::SyncWorker;
-use switchboard_workers::whatsapp::Whatsapp;
+use switchboard_workers::registry::{Deps, Kind};
 
 use super::serve::shutdown_signal;
-use super::settings::{Resolved, Settings};
+use super::settings::Settings;
 
 #[derive(clap::Subcommand)]
 pub enum WorkerKind {
@@ -23,44 +17,23 @@ pub enum WorkerKind {
 }
 
 pub async fn run(kind: WorkerKind) -> anyhow::Result<()> {
-    match kind {
-        WorkerKind::Persist(settings) => persist(settings.resolve()?).await,
-        WorkerKind::Sync(settings) => sync(settings.resolve()?).await,
-        WorkerKind::Whatsapp(settings) => whatsapp(settings.resolve()?).await,
-    }
-}
-
-async fn persist(settings: Resolved) -> anyhow::Result<()> {
-    let node = settings.node_id("persist");
-    let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(settings.require_nats()?, &node).await?);
-    let store: Arc<dyn Store> = Arc::new(PgStore::connect(settings.require_database()?).await?);
-    let worker = Persist::new(bus, store, &node, settings.bot_reply_ttl).await?;
-    println!("switchboard worker persist {node} ready");
-    // SIGTERM: the batch in hand is finished and acknowledged, nothing more is taken.
-    worker.run(shutdown_signal()).await?;
-    tracing::info!("drained; exiting");
-    Ok(())
-}
-
-async fn sync(settings: Resolved) -> anyhow::Result<()> {
-    let node = settings.node_id("sync");
-    let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(settings.require_nats()?, &node).await?);
-    let store: Arc<dyn Store> = Arc::new(PgStore::connect(settings.require_database()?).await?);
-    let worker = SyncWorker::new(bus, store);
-    println!("switchboard worker sync {node} ready");
-    worker.run(shutdown_signal()).await?;
-    tracing::info!("drained; exiting");
-    Ok(())
-}
-
-async fn whatsapp(settings: Resolved) -> anyhow::Result<()> {
-    let node = settings.node_id("whatsapp");
-    let bus: Arc<dyn Bus> = Arc::new(NatsBus::connect(settings.require_nats()?, &node).await?);
-    let store = Arc::new(PgStore::connect(settings.require_database()?).await?);
-    let worker = Whatsapp::new(bus, store, settings.whatsapp.clone());
-    println!("switchboard worker whatsapp {node} ready");
-    // SIGTERM: sends in hand are finished (or returned), nothing more is taken.
-    worker.run(shutdown_signal()).await?;
+    let (kind, settings) = match kind {
+        WorkerKind::Persist(settings) => (Kind::Persist, settings),
+        WorkerKind::Sync(settings) => (Kind::Sync, settings),
+        WorkerKind::Whatsapp(settings) => (Kind::Whatsapp, settings),
+    };
+    let settings = settings.resolve()?;
+    let node = settings.node_id(kind.name());
+    let deps = Deps {
+        bus: switchboard_bus::connect(settings.require_nats()?, &node).await?,
+        store: switchboard_store::open(settings.require_database()?).await?,
+        node: node.clone(),
+        bot_reply_ttl: settings.bot_reply_ttl,
+        whatsapp: settings.whatsapp.clone(),
+    };
+    println!("switchboard worker {} {node} ready", kind.name());
+    // SIGTERM: the work in hand is finished and acknowledged, nothing more is taken.
+    kind.run(deps, shutdown_signal()).await?;
     tracing::info!("drained; exiting");
     Ok(())
 }

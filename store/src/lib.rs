@@ -1,6 +1,7 @@
 //! Where conversations and messages live.
 //!
-//! - [`Store`]: the one interface the workers write through and edges read from.
+//! - [`Store`]: the one interface the workers write through; [`ReadStore`],
+//!   the part of it edges get. [`open`]: either store, from its URL.
 //! - [`sqlite`]: the embedded store of `switchboard dev`.
 //! - [`postgres`]: the shared store of a deployment, written by many processes.
 //! - [`sync`]: the tenants' outboxes of sync changes (seed 002's POS clients).
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use sync::{Change, Confirm, NewChange, SyncStore};
+pub use sync::{Change, Confirm, NewChange, SyncReads, SyncStore};
 pub use whatsapp::{OutboxClaim, WhatsappStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,21 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database holds an unreadable value in {0}")]
     Corrupt(&'static str),
+    #[error("a store URL starts with sqlite: or postgres://, not {0:?}")]
+    UnknownUrl(String),
+}
+
+/// Opens the store a URL names: `sqlite:<path>` (the file is created when
+/// missing) or `postgres://…`; either is migrated before it is returned.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path)).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+    }
+    // The scheme only: the rest may hold a password.
+    Err(StoreError::UnknownUrl(url.split(':').next().unwrap_or_default().to_owned()))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -140,13 +156,27 @@ pub struct QueuedBotReply {
     pub expires_at: Timestamp,
 }
 
+/// What an edge may do with the store: read. Everything that changes it goes
+/// through a command to a worker, which holds the whole [`Store`].
 #[async_trait]
-pub trait Store: SyncStore + WhatsappStore + Send + Sync + 'static {
-    /// Creates it, or returns the existing one (`false`) when the id is taken.
-    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
+pub trait ReadStore: SyncReads + Send + Sync + 'static {
     async fn conversation(&self, id: &str) -> Result<Option<Conversation>>;
     /// Most recently active first.
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>>;
+    /// Messages with offset > `after`, ascending, at most `limit`.
+    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>>;
+    /// The newest `limit` messages, ascending.
+    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>>;
+    async fn message(&self, id: Uuid) -> Result<Option<Message>>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The whole store, for workers.
+#[async_trait]
+pub trait Store: ReadStore + SyncStore + WhatsappStore {
+    /// Creates it, or returns the existing one (`false`) when the id is taken.
+    async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
     /// Stores one message with the next offset, idempotently: a batch of one.
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
         let mut outcomes = self.append_messages(std::slice::from_ref(&new)).await?;
@@ -157,11 +187,6 @@ pub trait Store: SyncStore + WhatsappStore + Send + Sync + 'static {
     /// not stop the others. `Err` only when the transaction itself failed
     /// (then nothing of the batch was stored).
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>>;
-    /// Messages with offset > `after`, ascending, at most `limit`.
-    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>>;
-    /// The newest `limit` messages, ascending.
-    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>>;
-    async fn message(&self, id: Uuid) -> Result<Option<Message>>;
     /// Moves a message's status forward; `None` when the message is unknown.
     async fn set_status(
         &self,
@@ -175,6 +200,4 @@ pub trait Store: SyncStore + WhatsappStore + Send + Sync + 'static {
     async fn take_bot_replies(&self, phone: &str, now: Timestamp) -> Result<Vec<QueuedBotReply>>;
     /// True when this call removed it (it was still queued).
     async fn remove_bot_reply(&self, id: &str) -> Result<bool>;
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<()>;
 }

@@ -17,8 +17,8 @@ use switchboard_proto::model::{
 use uuid::Uuid;
 
 use crate::{
-    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, Result, StatusChange, Store,
-    StoreError,
+    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, ReadStore, Result, StatusChange,
+    Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -240,70 +240,8 @@ impl Store for PgStore {
         .await
     }
 
-    async fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        let mut conn = self.pool.acquire().await?;
-        conversation_in(&mut conn, id).await
-    }
-
-    async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
-        let rows = sqlx::query(concat!(
-            conversation_select!(),
-            "WHERE ($1::text IS NULL OR c.channel = $1) AND ($2::text IS NULL OR c.customer_phone = $2) \
-             AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR c.customer_id = $4) \
-             ORDER BY c.updated_at DESC, c.id LIMIT $5"
-        ))
-        .bind(filter.channel.map(Channel::as_str))
-        .bind(&filter.phone)
-        .bind(filter.status.map(ConversationStatus::as_str))
-        .bind(&filter.customer_id)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(conversation_from_row).collect()
-    }
-
     async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
         self.write(async |conn| crate::append::append_batch(conn, batch).await).await
-    }
-
-    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(conversation_id)
-        // Beyond i64 nothing can follow; a cast would wrap to -1 and return everything.
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| message_from_row(r, "", conversation_id)).collect()
-    }
-
-    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(conversation_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().rev().map(|r| message_from_row(r, "", conversation_id)).collect()
-    }
-
-    async fn message(&self, id: Uuid) -> Result<Option<Message>> {
-        let row = sqlx::query(concat!(
-            "SELECT conversation_id, ",
-            message_columns!(),
-            " FROM messages WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(located_message_from_row).transpose()
     }
 
     async fn set_status(
@@ -348,6 +286,71 @@ impl Store for PgStore {
     async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl ReadStore for PgStore {
+    async fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
+        let mut conn = self.pool.acquire().await?;
+        conversation_in(&mut conn, id).await
+    }
+
+    async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
+        let rows = sqlx::query(concat!(
+            conversation_select!(),
+            "WHERE ($1::text IS NULL OR c.channel = $1) AND ($2::text IS NULL OR c.customer_phone = $2) \
+             AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR c.customer_id = $4) \
+             ORDER BY c.updated_at DESC, c.id LIMIT $5"
+        ))
+        .bind(filter.channel.map(Channel::as_str))
+        .bind(&filter.phone)
+        .bind(filter.status.map(ConversationStatus::as_str))
+        .bind(&filter.customer_id)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(conversation_id)
+        // Beyond i64 nothing can follow; a cast would wrap to -1 and return everything.
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| message_from_row(r, "", conversation_id)).collect()
+    }
+
+    async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(conversation_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().rev().map(|r| message_from_row(r, "", conversation_id)).collect()
+    }
+
+    async fn message(&self, id: Uuid) -> Result<Option<Message>> {
+        let row = sqlx::query(concat!(
+            "SELECT conversation_id, ",
+            message_columns!(),
+            " FROM messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(located_message_from_row).transpose()
     }
 
     async fn ping(&self) -> Result<()> {

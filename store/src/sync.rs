@@ -66,19 +66,25 @@ pub enum Confirm {
     Ids(Vec<Uuid>),
 }
 
+/// Reading the outboxes (edges do, for clients that pull).
 #[async_trait]
-pub trait SyncStore: Send + Sync + 'static {
-    /// Stores a change with its tenant's next seq; an id already stored
-    /// returns the stored change and `false`.
-    async fn append_change(&self, new: NewChange) -> Result<(Change, bool)>;
+pub trait SyncReads: Send + Sync + 'static {
     /// Unconfirmed changes of a tenant, seq ascending, at most `limit`.
     async fn pending_changes(&self, tenant: &str, limit: u32) -> Result<Vec<Change>>;
-    /// Marks changes confirmed; answers how many were unconfirmed before.
-    async fn confirm_changes(&self, tenant: &str, confirm: &Confirm, at: Timestamp) -> Result<u64>;
     /// Whether a tenant has unconfirmed changes.
     async fn has_pending_changes(&self, tenant: &str) -> Result<bool>;
     /// The seq of a tenant's newest change (0: none yet).
     async fn last_change_seq(&self, tenant: &str) -> Result<u64>;
+}
+
+/// Writing them (the sync worker).
+#[async_trait]
+pub trait SyncStore: SyncReads {
+    /// Stores a change with its tenant's next seq; an id already stored
+    /// returns the stored change and `false`.
+    async fn append_change(&self, new: NewChange) -> Result<(Change, bool)>;
+    /// Marks changes confirmed; answers how many were unconfirmed before.
+    async fn confirm_changes(&self, tenant: &str, confirm: &Confirm, at: Timestamp) -> Result<u64>;
 }
 
 fn seq_from(seq: i64) -> Result<u64> {
@@ -152,19 +158,6 @@ impl SyncStore for SqliteStore {
         .await
     }
 
-    async fn pending_changes(&self, tenant: &str, limit: u32) -> Result<Vec<Change>> {
-        let sql = format!(
-            "SELECT {SQLITE_COLUMNS} FROM sync_changes WHERE tenant = $1 AND confirmed_at IS NULL \
-             ORDER BY seq LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(change_from_sqlite).collect()
-    }
-
     async fn confirm_changes(&self, tenant: &str, confirm: &Confirm, at: Timestamp) -> Result<u64> {
         self.write(async |conn| {
             let mut confirmed = 0;
@@ -199,6 +192,22 @@ impl SyncStore for SqliteStore {
             Ok(confirmed)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl SyncReads for SqliteStore {
+    async fn pending_changes(&self, tenant: &str, limit: u32) -> Result<Vec<Change>> {
+        let sql = format!(
+            "SELECT {SQLITE_COLUMNS} FROM sync_changes WHERE tenant = $1 AND confirmed_at IS NULL \
+             ORDER BY seq LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(change_from_sqlite).collect()
     }
 
     async fn has_pending_changes(&self, tenant: &str) -> Result<bool> {
@@ -296,18 +305,6 @@ impl SyncStore for PgStore {
         .await
     }
 
-    async fn pending_changes(&self, tenant: &str, limit: u32) -> Result<Vec<Change>> {
-        let rows = sqlx::query(concat!(
-            pg_select!(),
-            "WHERE tenant = $1 AND confirmed_at IS NULL ORDER BY seq LIMIT $2"
-        ))
-        .bind(tenant)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(change_from_pg).collect()
-    }
-
     async fn confirm_changes(&self, tenant: &str, confirm: &Confirm, at: Timestamp) -> Result<u64> {
         let at = pg_time(at)?;
         let done = match confirm {
@@ -335,6 +332,21 @@ impl SyncStore for PgStore {
             }
         };
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl SyncReads for PgStore {
+    async fn pending_changes(&self, tenant: &str, limit: u32) -> Result<Vec<Change>> {
+        let rows = sqlx::query(concat!(
+            pg_select!(),
+            "WHERE tenant = $1 AND confirmed_at IS NULL ORDER BY seq LIMIT $2"
+        ))
+        .bind(tenant)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_from_pg).collect()
     }
 
     async fn has_pending_changes(&self, tenant: &str) -> Result<bool> {

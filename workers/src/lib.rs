@@ -5,7 +5,11 @@
 //!   replies are queued; then the results go back out as events.
 //! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
 //! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out.
+//! - [`runner`]: how each of them consumes: batches, answers, retries.
+//! - [`registry`]: the kinds of worker, as the command line runs them.
 
 pub mod persist;
+pub mod registry;
+pub mod runner;
 pub mod sync;
 pub mod whatsapp;

@@ -1,20 +1,22 @@
 //! `worker persist`: handles each durable command once, acknowledging it only
 //! after the store committed, then publishes what changed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use futures_util::StreamExt;
+use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
-use switchboard_bus::rpc::{Caller, reply};
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
+use switchboard_bus::rpc::Caller;
+use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, subjects};
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
+
+use crate::runner::{self, Handler, Intake, Outcome};
 
 /// The durable consumer every persist process shares.
 pub const DURABLE: &str = "persist";
@@ -24,26 +26,21 @@ const BOT_REPLY_WAIT: Duration = Duration::from_millis(150);
 const BATCH: usize = 128;
 /// Pause before a command that hit a transient failure is retried.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// How long a command that a client waits on is retried through transient
-/// failures (a database outage): after that the client is told `unavailable`
-/// and the command is dropped, so the answer is true — nothing of it is
-/// stored, and the client's retry is a fresh attempt. A command nobody waits
-/// on (a bot's, straight from the bus) is retried until it succeeds.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+
+/// More to do for each stored message before its command is acknowledged,
+/// so it is never skipped (a WhatsApp send, for one). Runs again when a
+/// command is redelivered: it must be idempotent.
+#[async_trait]
+pub trait AfterAppend: Send + Sync {
+    async fn appended(&self, appended: &Appended) -> switchboard_bus::Result<()>;
+}
 
 pub struct Persist {
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     caller: Caller,
     bot_reply_ttl: Duration,
-}
-
-/// What a command came to: the answer for its caller, and whether to retry.
-enum Outcome {
-    Done(Box<pb::CommandResult>),
-    /// Transient (database or bus down): returned for redelivery. With when
-    /// the command was issued, which bounds how long it is retried.
-    Retry(String, Timestamp),
+    after_append: Vec<Arc<dyn AfterAppend>>,
 }
 
 impl Persist {
@@ -54,9 +51,10 @@ impl Persist {
         store: Arc<dyn Store>,
         node: &str,
         bot_reply_ttl: Duration,
+        after_append: Vec<Arc<dyn AfterAppend>>,
     ) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
-        Ok(Self { bus, store, caller, bot_reply_ttl })
+        Ok(Self { bus, store, caller, bot_reply_ttl, after_append })
     }
 
     /// Consumes commands until the bus closes the consumer. Whatever is ready
@@ -65,66 +63,23 @@ impl Persist {
     ///
     /// When `stop` completes, the batch in hand is finished and nothing more taken.
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let commands = self.bus.consume(DurableStream::Commands, DURABLE, subjects::CHAT_COMMANDS).await?;
-        let mut batches = std::pin::pin!(commands.batches_until(BATCH, stop));
-        while let Some(batch) = batches.next().await {
-            let mut sends = Vec::new();
-            for delivery in batch {
-                match decode(&delivery.envelope) {
-                    Some(command::Kind::SendMessage(send)) => sends.push((delivery, send)),
-                    other => {
-                        // Keeps order: earlier messages are stored before a later command runs.
-                        self.store_messages(std::mem::take(&mut sends)).await;
-                        let issued = other.as_ref().map_or(Timestamp::now(), issued_at);
-                        let outcome = self.handle(other, issued).await;
-                        self.settle(delivery, outcome).await;
-                    }
-                }
-            }
-            self.store_messages(sends).await;
-        }
-        Ok(())
+        let intake = Intake {
+            stream: DurableStream::Commands,
+            durable: DURABLE,
+            filter: subjects::CHAT_COMMANDS,
+            batch: BATCH,
+            concurrency: 1,
+        };
+        runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
-    async fn settle(&self, delivery: Delivery, outcome: Outcome) {
-        match outcome {
-            Outcome::Done(result) => self.answer(delivery, &result).await,
-            Outcome::Retry(e, issued) => {
-                tracing::warn!(error = %e, subject = %delivery.envelope.subject, "command failed; retrying");
-                self.retry(delivery, issued).await;
-            }
-        }
-    }
-
-    /// Answers a command's caller, then acknowledges the command.
-    async fn answer(&self, delivery: Delivery, result: &pb::CommandResult) {
-        if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, encode(result)).await {
-            tracing::warn!(error = %e, "command answer not sent");
-        }
-        if let Err(e) = delivery.ack().await {
-            tracing::warn!(error = %e, "command not acknowledged; it will be redelivered");
-        }
-    }
-
-    /// Returns a command for redelivery after a transient failure, or gives up
-    /// on it (see [`GIVE_UP_AFTER`]).
-    async fn retry(&self, delivery: Delivery, issued: Timestamp) {
-        let waited = Duration::from_millis(Timestamp::now().0.saturating_sub(issued.0).max(0) as u64);
-        if waited >= GIVE_UP_AFTER && delivery.envelope.headers.get(headers::REPLY_TO).is_some() {
-            let message = "the database is unavailable: nothing was stored, retry later";
-            return self.answer(delivery, &error_result("unavailable", message)).await;
-        }
-        tokio::time::sleep(RETRY_PAUSE).await;
-        if let Err(e) = delivery.nak().await {
-            tracing::warn!(error = %e, "command not returned; it will be redelivered");
-        }
-    }
-
-    async fn handle(&self, command: Option<command::Kind>, issued: Timestamp) -> Outcome {
+    async fn handle_one(&self, command: Option<command::Kind>) -> Outcome {
+        let issued = command.as_ref().map_or(Timestamp::now(), issued_at);
         let outcome = match command {
             Some(command::Kind::CreateConversation(create)) => self.create_conversation(create).await,
             Some(command::Kind::SetStatus(set)) => self.set_status(set).await,
             Some(command::Kind::BotReply(bot)) => self.bot_reply(bot).await,
+            Some(command::Kind::TakeBotReplies(take)) => self.take_bot_replies(take).await,
             Some(command::Kind::SendMessage(_)) | None => {
                 Err(Failure::Refused("bad_request", "undecodable command".into()))
             }
@@ -132,48 +87,55 @@ impl Persist {
         conclude(outcome, issued)
     }
 
-    /// Stores a run of messages in one transaction, then answers each.
-    async fn store_messages(&self, sends: Vec<(Delivery, pb::SendMessage)>) {
-        if sends.is_empty() {
+    /// Stores a run of messages in one transaction; the outcome of each, by
+    /// its place in the batch.
+    async fn store_messages(&self, sends: Vec<(usize, pb::SendMessage)>, outcomes: &mut [Option<Outcome>]) {
+        let mut valid = Vec::with_capacity(sends.len());
+        for (at, send) in sends {
+            match new_message(send) {
+                Ok(new) => valid.push((at, new)),
+                Err(refusal) => outcomes[at] = Some(conclude(Err(refusal), Timestamp::now())),
+            }
+        }
+        if valid.is_empty() {
             return;
         }
-        let mut valid = Vec::with_capacity(sends.len());
-        for (delivery, send) in sends {
-            match new_message(send) {
-                Ok(new) => valid.push((delivery, new)),
-                Err(refusal) => self.settle(delivery, conclude(Err(refusal), Timestamp::now())).await,
-            }
-        }
         let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
-        match self.store.append_messages(&batch).await {
-            Ok(outcomes) => {
-                // An inbox needs each conversation's newest state, once per batch.
-                let mut updated = HashMap::new();
-                for appended in outcomes.iter().flatten().filter(|a| a.created) {
-                    updated.insert(appended.conversation.id.clone(), appended.conversation.clone());
-                }
-                // Concurrently, so the bus pipelines the publishes and acks.
-                join_all(valid.into_iter().zip(outcomes).map(|((delivery, new), appended)| async move {
-                    let outcome = match appended {
-                        Ok(appended) => self.announce_message(appended).await,
-                        Err(e) => Err(Failure::Store(e)),
-                    };
-                    self.settle(delivery, conclude(outcome, new.created_at)).await;
-                }))
-                .await;
-                // Advisory: a lost update is corrected by the next one.
-                for outcome in
-                    join_all(updated.into_values().map(|c| self.announce(Event::ConversationUpdated(c))))
-                        .await
-                {
-                    if let Err(Failure::Bus(e)) = outcome {
-                        tracing::warn!(error = %e, "inbox update not published");
-                    }
-                }
-            }
+        let appended = match self.store.append_messages(&batch).await {
+            Ok(appended) => appended,
             Err(e) => {
-                tracing::warn!(error = %e, messages = valid.len(), "message batch not stored; retrying");
-                join_all(valid.into_iter().map(|(delivery, new)| self.retry(delivery, new.created_at))).await;
+                // Nothing of the batch was stored: each is retried.
+                let error = e.to_string();
+                for (at, new) in valid {
+                    let (error, issued) = (error.clone(), new.created_at);
+                    outcomes[at] = Some(Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE });
+                }
+                return;
+            }
+        };
+        // An inbox needs each conversation's newest state, once per batch.
+        let mut updated = HashMap::new();
+        for appended in appended.iter().flatten().filter(|a| a.created) {
+            updated.insert(appended.conversation.id.clone(), appended.conversation.clone());
+        }
+        // Concurrently, so the bus pipelines the publishes.
+        let announced = join_all(valid.into_iter().zip(appended).map(|((at, new), appended)| async move {
+            let outcome = match appended {
+                Ok(appended) => self.announce_message(appended).await,
+                Err(e) => Err(Failure::Store(e)),
+            };
+            (at, conclude(outcome, new.created_at))
+        }))
+        .await;
+        for (at, outcome) in announced {
+            outcomes[at] = Some(outcome);
+        }
+        // Advisory: a lost update is corrected by the next one.
+        for outcome in
+            join_all(updated.into_values().map(|c| self.announce(Event::ConversationUpdated(c)))).await
+        {
+            if let Err(Failure::Bus(e)) = outcome {
+                tracing::warn!(error = %e, "inbox update not published");
             }
         }
     }
@@ -185,8 +147,9 @@ impl Persist {
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
         self.announce(Event::MessageNew(appended.message.clone())).await?;
-        // Before the ack, so a message for WhatsApp is never left unsent.
-        crate::whatsapp::outbound::forward(self.bus.as_ref(), &appended).await.map_err(Failure::Bus)?;
+        for hook in &self.after_append {
+            hook.appended(&appended).await.map_err(Failure::Bus)?;
+        }
         Ok(result(appended.created, command_result::Outcome::Message((&appended.message).into())))
     }
 
@@ -263,11 +226,51 @@ impl Persist {
         Ok(result(true, command_result::Outcome::Delivered(delivered)))
     }
 
+    async fn take_bot_replies(&self, take: pb::TakeBotReplies) -> Result<pb::CommandResult, Failure> {
+        let replies = self.store.take_bot_replies(&take.phone, Timestamp(take.at_ms)).await?;
+        let replies = replies
+            .into_iter()
+            .map(|queued| pb::BotReply {
+                id: queued.id,
+                phone: queued.phone,
+                text: queued.text,
+                at_ms: queued.at.0,
+                expires_at_ms: queued.expires_at.0,
+            })
+            .collect();
+        Ok(result(true, command_result::Outcome::BotReplies(pb::BotReplies { replies })))
+    }
+
     /// Events are part of handling a command: one that cannot be published
     /// fails the command, which is redelivered and republishes (the store and
     /// the events stream both deduplicate).
     async fn announce(&self, event: Event) -> Result<(), Failure> {
         event.publish(self.bus.as_ref()).await.map_err(Failure::Bus)
+    }
+}
+
+#[async_trait]
+impl Handler for Persist {
+    /// Runs of messages are stored together; any other command runs between
+    /// them, after the messages before it, so order is kept.
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
+        let mut sends = Vec::new();
+        for (at, delivery) in batch.iter().enumerate() {
+            match decode(&delivery.envelope) {
+                Some(command::Kind::SendMessage(send)) => sends.push((at, send)),
+                other => {
+                    self.store_messages(std::mem::take(&mut sends), &mut outcomes).await;
+                    outcomes[at] = Some(self.handle_one(other).await);
+                }
+            }
+        }
+        self.store_messages(sends, &mut outcomes).await;
+        outcomes.into_iter().map(|o| o.expect("every command has an outcome")).collect()
+    }
+
+    fn unavailable(&self) -> Bytes {
+        encode(&error_result("unavailable", "the database is unavailable: nothing was stored, retry later"))
     }
 }
 
@@ -291,18 +294,18 @@ fn new_message(send: pb::SendMessage) -> Result<NewMessage, Failure> {
 
 /// A handler's result as the answer to its command, or a retry.
 fn conclude(outcome: Result<pb::CommandResult, Failure>, issued: Timestamp) -> Outcome {
+    let retry = |error: String| Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE };
     match outcome {
-        Ok(result) => Outcome::Done(Box::new(result)),
+        Ok(result) => Outcome::Done(Some(encode(&result))),
         Err(Failure::Refused(code, message)) => refused(code, &message),
         Err(Failure::Store(StoreError::ConversationNotFound(id))) => {
             refused("not_found", &format!("conversation {id} not found"))
         }
-        Err(Failure::Store(e)) => Outcome::Retry(e.to_string(), issued),
-        Err(Failure::Bus(e)) => Outcome::Retry(e.to_string(), issued),
+        Err(Failure::Store(e)) => retry(e.to_string()),
+        Err(Failure::Bus(e)) => retry(e.to_string()),
     }
 }
 
-/// When the client issued a command (the edge stamps each one).
 /// A bot publishing straight onto the bus may leave the time out: then it is now.
 fn issued_at(command: &command::Kind) -> Timestamp {
     let at = match command {
@@ -310,6 +313,7 @@ fn issued_at(command: &command::Kind) -> Timestamp {
         command::Kind::CreateConversation(create) => create.at_ms,
         command::Kind::SetStatus(set) => set.at_ms,
         command::Kind::BotReply(bot) => bot.at_ms,
+        command::Kind::TakeBotReplies(take) => take.at_ms,
     };
     if at > 0 { Timestamp(at) } else { Timestamp::now() }
 }
@@ -337,7 +341,7 @@ fn result(created: bool, outcome: command_result::Outcome) -> pb::CommandResult 
 }
 
 fn refused(code: &str, message: &str) -> Outcome {
-    Outcome::Done(Box::new(error_result(code, message)))
+    Outcome::Done(Some(encode(&error_result(code, message))))
 }
 
 fn error_result(code: &str, message: &str) -> pb::CommandResult {

@@ -10,17 +10,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use prost::Message as _;
 use serde_json::{Value, json};
 use switchboard_bus::events::{encode, kind};
-use switchboard_bus::rpc::reply;
 use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
 use switchboard_proto::model::Timestamp;
 use switchboard_proto::pb;
 use switchboard_store::{Confirm, NewChange, StoreError, SyncStore};
 use uuid::Uuid;
+
+use crate::runner::{self, Handler, Intake, Outcome};
 
 /// The durable consumer every sync process shares.
 pub const DURABLE: &str = "sync";
@@ -36,14 +37,6 @@ pub struct SyncWorker {
     store: Arc<dyn SyncStore>,
 }
 
-/// What a command came to.
-enum Outcome {
-    /// The answer for its caller; `Some(change)` when a tenant is to be notified.
-    Done(Value, Option<pb::SyncChange>),
-    /// Transient (database down): returned for redelivery.
-    Retry(String),
-}
-
 impl SyncWorker {
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn SyncStore>) -> Self {
         Self { bus, store }
@@ -52,64 +45,20 @@ impl SyncWorker {
     /// Consumes sync commands until the bus closes the consumer or `stop`
     /// completes (the batch in hand is finished first).
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let commands = self.bus.consume(DurableStream::Commands, DURABLE, subjects::SYNC_COMMANDS).await?;
-        let mut batches = std::pin::pin!(commands.batches_until(BATCH, stop));
-        while let Some(batch) = batches.next().await {
-            self.handle_batch(batch).await;
-        }
-        Ok(())
+        let intake = Intake {
+            stream: DurableStream::Commands,
+            durable: DURABLE,
+            filter: subjects::SYNC_COMMANDS,
+            batch: BATCH,
+            concurrency: 1,
+        };
+        runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
-    /// Stores each change, then notifies each tenant once, then answers and
-    /// acknowledges: a notification that cannot be published returns the
-    /// tenant's commands for redelivery (storing them again adds nothing).
-    async fn handle_batch(&self, batch: Vec<Delivery>) {
-        let mut done = Vec::with_capacity(batch.len());
-        let mut tenants: BTreeMap<String, pb::SyncChange> = BTreeMap::new();
-        for delivery in batch {
-            match self.handle(&delivery.envelope).await {
-                Outcome::Done(answer, notify) => {
-                    let tenant = notify.as_ref().map(|c| c.tenant.clone());
-                    if let Some(change) = notify {
-                        tenants.insert(change.tenant.clone(), change);
-                    }
-                    done.push((delivery, answer, tenant));
-                }
-                Outcome::Retry(e) => {
-                    tracing::warn!(error = %e, subject = %delivery.envelope.subject, "sync command failed; retrying");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    nak(delivery).await;
-                }
-            }
-        }
-        let mut failed = Vec::new();
-        for (tenant, change) in tenants {
-            let envelope = Envelope::new(subjects::sync_pending(&tenant), encode(&change))
-                .header(headers::EVENT, kind::SYNC_PENDING)
-                .header(headers::TENANT, tenant.clone());
-            if let Err(e) = self.bus.publish(envelope).await {
-                tracing::warn!(error = %e, tenant, "sync notification not published; retrying");
-                failed.push(tenant);
-            }
-        }
-        for (delivery, answer, tenant) in done {
-            if tenant.is_some_and(|t| failed.contains(&t)) {
-                nak(delivery).await;
-                continue;
-            }
-            let body = Bytes::from(answer.to_string());
-            if let Err(e) = reply(self.bus.as_ref(), &delivery.envelope, body).await {
-                tracing::warn!(error = %e, "sync command answer not sent");
-            }
-            if let Err(e) = delivery.ack().await {
-                tracing::warn!(error = %e, "sync command not acknowledged; it will be redelivered");
-            }
-        }
-    }
-
-    async fn handle(&self, envelope: &Envelope) -> Outcome {
+    /// The answer to one command and, for a stored change, the tenant to notify.
+    async fn handle_one(&self, envelope: &Envelope) -> Result<(Value, Option<pb::SyncChange>), Failure> {
         let payload = &envelope.payload[..];
-        let outcome = match envelope.subject.as_str() {
+        match envelope.subject.as_str() {
             subjects::CMD_SYNC_CHANGE => match pb::SyncChange::decode(payload) {
                 Ok(change) => self.append(change).await,
                 Err(_) => Err(Failure::Refused("undecodable SyncChange".into())),
@@ -119,13 +68,6 @@ impl SyncWorker {
                 Err(_) => Err(Failure::Refused("undecodable SyncConfirm".into())),
             },
             other => Err(Failure::Refused(format!("no sync command on {other}"))),
-        };
-        match outcome {
-            Ok((answer, notify)) => Outcome::Done(answer, notify),
-            Err(Failure::Refused(message)) => {
-                Outcome::Done(json!({ "error": { "code": "bad_request", "message": message } }), None)
-            }
-            Err(Failure::Store(e)) => Outcome::Retry(e.to_string()),
         }
     }
 
@@ -163,9 +105,58 @@ impl SyncWorker {
     }
 }
 
-async fn nak(delivery: Delivery) {
-    if let Err(e) = delivery.nak().await {
-        tracing::warn!(error = %e, "sync command not returned; it will be redelivered");
+#[async_trait]
+impl Handler for SyncWorker {
+    /// Stores each change, then notifies each tenant once: a notice that
+    /// cannot be published returns that tenant's commands for redelivery
+    /// (storing them again adds nothing).
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut handled = Vec::with_capacity(batch.len());
+        let mut tenants: BTreeMap<String, pb::SyncChange> = BTreeMap::new();
+        for delivery in batch {
+            let outcome = match self.handle_one(&delivery.envelope).await {
+                Ok((answer, notify)) => {
+                    let tenant = notify.map(|change| {
+                        let tenant = change.tenant.clone();
+                        tenants.insert(tenant.clone(), change);
+                        tenant
+                    });
+                    Ok((answer, tenant))
+                }
+                Err(Failure::Refused(message)) => {
+                    Ok((json!({ "error": { "code": "bad_request", "message": message } }), None))
+                }
+                Err(Failure::Store(e)) => Err(e.to_string()),
+            };
+            handled.push(outcome);
+        }
+        let mut failed = Vec::new();
+        for (tenant, change) in tenants {
+            let envelope = Envelope::new(subjects::sync_pending(&tenant), encode(&change))
+                .header(headers::EVENT, kind::SYNC_PENDING)
+                .header(headers::TENANT, tenant.clone());
+            if let Err(e) = self.bus.publish(envelope).await {
+                failed.push((tenant, e.to_string()));
+            }
+        }
+        let issued = Timestamp::now();
+        let retry = |error: String| Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE };
+        handled
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok((_, Some(tenant))) if failed.iter().any(|(t, _)| *t == tenant) => {
+                    let error = failed.iter().find(|(t, _)| *t == tenant).map(|(_, e)| e.clone());
+                    retry(error.unwrap_or_default())
+                }
+                Ok((answer, _)) => Outcome::Done(Some(Bytes::from(answer.to_string()))),
+                Err(error) => retry(error),
+            })
+            .collect()
+    }
+
+    fn unavailable(&self) -> Bytes {
+        let error = json!({ "error": { "code": "unavailable", "message": "the database is unavailable: nothing was stored, retry later" } });
+        Bytes::from(error.to_string())
     }
 }
 

@@ -22,8 +22,7 @@ use crate::config::Limits;
 use crate::query;
 use crate::session::Session;
 use crate::wire::{self, event};
-use switchboard_proto::model::{Role, Timestamp};
-use switchboard_proto::pb;
+use switchboard_proto::model::Role;
 
 /// The Socket.IO layer and its handle; handlers are attached by [`register`]
 /// once the edge state (which needs the handle) exists.
@@ -147,16 +146,9 @@ async fn on_connect(hub: Arc<Hub>, socket: SocketRef) {
 
 /// Bot replies that waited for this user, oldest first.
 async fn deliver_queued_bot_replies(hub: &Hub, phone: &str) {
-    match hub.edge.store.take_bot_replies(phone, Timestamp::now()).await {
+    match hub.edge.commands.take_bot_replies(phone).await {
         Ok(replies) => {
-            for queued in replies {
-                let reply = pb::BotReply {
-                    id: queued.id,
-                    phone: queued.phone,
-                    text: queued.text,
-                    at_ms: queued.at.0,
-                    expires_at_ms: queued.expires_at.0,
-                };
+            for reply in replies {
                 deliver_bot_reply(&hub.io, phone, &reply);
             }
         }

@@ -6,6 +6,7 @@
 //   const cluster = await startCluster({ edges: 2, workers: 2 });
 //   cluster.edges[0].url, cluster.token(claims), cluster.sql("SELECT ...")
 //   cluster.kill("worker1", "SIGKILL"), await cluster.restartNats(), await cluster.stop()
+//   with ownDatabase: await cluster.stopDatabase(), await cluster.startDatabase()
 
 import { execFile, execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -100,6 +101,25 @@ class Cluster {
   async restartNats() {
     await run("bash", [SCRIPT, "restart-nats", this.dir]);
     this.load(parseEnv(readFileSync(join(this.dir, "cluster.env"), "utf8")));
+  }
+
+  /**
+   * Stops the cluster's own PostgreSQL (`ownDatabase`) under the running edges and workers;
+   * `mode` is pg_ctl's: `fast` (sessions are cut, the default) or `immediate` (as if killed).
+   */
+  async stopDatabase(mode = "fast") {
+    this.ownPostgres();
+    await run("bash", [SCRIPT, "stop-postgres", this.dir, mode]);
+  }
+
+  /** Starts the cluster's own PostgreSQL again: same port, same data. Resolves once it takes connections. */
+  async startDatabase() {
+    this.ownPostgres();
+    await run("bash", [SCRIPT, "start-postgres", this.dir]);
+  }
+
+  ownPostgres() {
+    if (!this.env.PG_TMP_DIR) throw new Error("this cluster's PostgreSQL is not its own: start it with ownDatabase");
   }
 
   /** An edge's log, for failure messages. */

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
+use async_trait::async_trait;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use switchboard_bus::events::Event;
 use switchboard_bus::{Bus, Delivery, DurableStream, subjects};
@@ -20,6 +21,7 @@ use switchboard_store::{NewConversation, NewMessage, Store, StoreError};
 use uuid::Uuid;
 
 use super::{DURABLE_IN, announce};
+use crate::runner::{self, Handler, Intake, Outcome};
 
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -47,6 +49,22 @@ pub struct IncomingStatus {
     pub status: DeliveryStatus,
     pub at: Timestamp,
     pub error: Option<StatusError>,
+}
+
+#[async_trait]
+impl Handler for Inbound {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            outcomes.push(self.handle_one(delivery).await);
+        }
+        outcomes
+    }
+
+    /// Never given: Meta waits for no answer, a webhook is retried until stored.
+    fn unavailable(&self) -> Bytes {
+        Bytes::new()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,20 +105,17 @@ impl Inbound {
     }
 
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let mut deliveries = self.bus.consume(DurableStream::Commands, DURABLE_IN, subjects::WA_IN).await?;
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            let delivery = tokio::select! {
-                d = deliveries.next() => d,
-                () = &mut stop => None,
-            };
-            let Some(delivery) = delivery else { break };
-            self.handle(delivery).await;
-        }
-        Ok(())
+        let intake = Intake {
+            stream: DurableStream::Commands,
+            durable: DURABLE_IN,
+            filter: subjects::WA_IN,
+            batch: 1,
+            concurrency: 1,
+        };
+        runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle_one(&self, delivery: &Delivery) -> Outcome {
         let parsed = match serde_json::from_slice::<Value>(&delivery.envelope.payload) {
             Ok(body) => parse(&body),
             Err(e) => {
@@ -113,16 +128,11 @@ impl Inbound {
             self.store_statuses(&parsed.statuses).await
         }
         .await;
-        let settled = match outcome {
-            Ok(()) => delivery.ack().await,
+        match outcome {
+            Ok(()) => Outcome::Done(None),
             Err(e) => {
-                tracing::warn!(error = %e, "whatsapp webhook not handled; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                delivery.nak().await
+                Outcome::Retry { error: Some(e.to_string()), issued: Timestamp::now(), pause: RETRY_PAUSE }
             }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, "whatsapp webhook not settled; it will be redelivered");
         }
     }
 

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use async_trait::async_trait;
+use bytes::Bytes;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
@@ -24,6 +25,8 @@ use uuid::Uuid;
 
 use super::graph::{Graph, SendError};
 use super::{DURABLE_OUT, WhatsappConfig, announce};
+use crate::persist::AfterAppend;
+use crate::runner::{self, Handler, Intake, Outcome};
 
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Sends in flight at once per process.
@@ -33,29 +36,61 @@ const LEASE_MS: i64 = 120_000;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// For the persist worker: a stored message that must go out through WhatsApp.
-/// Published on every (re)announcement; the bus drops duplicates within its
-/// window and the outbox after it.
-pub async fn forward(bus: &dyn Bus, appended: &Appended) -> switchboard_bus::Result<()> {
-    let conversation = &appended.conversation;
-    let message = &appended.message;
-    if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp {
-        return Ok(());
+/// A stored message that must go out through WhatsApp is put on `sb.wa.out`
+/// before its command is acknowledged (see [`AfterAppend`]). Published on
+/// every (re)announcement; the bus drops duplicates within its window and the
+/// outbox after it.
+pub struct Forward {
+    pub bus: Arc<dyn Bus>,
+}
+
+#[async_trait]
+impl AfterAppend for Forward {
+    async fn appended(&self, appended: &Appended) -> switchboard_bus::Result<()> {
+        let conversation = &appended.conversation;
+        let message = &appended.message;
+        if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp {
+            return Ok(());
+        }
+        let to = conversation.customer.phone.clone().unwrap_or_else(|| {
+            conversation.customer.id.strip_prefix("wa:").unwrap_or(&conversation.customer.id).to_owned()
+        });
+        let send = pb::WhatsappSend {
+            message_id: message.id.to_string(),
+            conversation_id: message.conversation_id.clone(),
+            to,
+            text: message.text.clone(),
+        };
+        let envelope = Envelope::new(subjects::WA_OUT, encode(&send))
+            .header(headers::EVENT, "wa.send")
+            .header(headers::CONVERSATION, message.conversation_id.clone())
+            .header(headers::MESSAGE, message.id.to_string());
+        self.bus.publish_durable(envelope, &format!("wa-out:{}", message.id)).await
     }
-    let to = conversation.customer.phone.clone().unwrap_or_else(|| {
-        conversation.customer.id.strip_prefix("wa:").unwrap_or(&conversation.customer.id).to_owned()
-    });
-    let send = pb::WhatsappSend {
-        message_id: message.id.to_string(),
-        conversation_id: message.conversation_id.clone(),
-        to,
-        text: message.text.clone(),
-    };
-    let envelope = Envelope::new(subjects::WA_OUT, encode(&send))
-        .header(headers::EVENT, "wa.send")
-        .header(headers::CONVERSATION, message.conversation_id.clone())
-        .header(headers::MESSAGE, message.id.to_string());
-    bus.publish_durable(envelope, &format!("wa-out:{}", message.id)).await
+}
+
+#[async_trait]
+impl Handler for Outbound {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let issued = Timestamp::now();
+            outcomes.push(match self.send(&delivery.envelope).await {
+                Ok(true) => Outcome::Done(None),
+                // Another worker holds its lease: come back when it may have finished.
+                Ok(false) => Outcome::Retry { error: None, issued, pause: Duration::from_secs(1) },
+                Err(e) => {
+                    Outcome::Retry { error: Some(e.to_string()), issued, pause: Duration::from_millis(500) }
+                }
+            });
+        }
+        outcomes
+    }
+
+    /// Never given: nobody waits on a send, it is retried until settled.
+    fn unavailable(&self) -> Bytes {
+        Bytes::new()
+    }
 }
 
 pub struct Outbound {
@@ -74,31 +109,14 @@ impl Outbound {
     }
 
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let deliveries = self.bus.consume(DurableStream::Commands, DURABLE_OUT, subjects::WA_OUT).await?;
-        let this = &self;
-        deliveries
-            .take_until(stop)
-            .for_each_concurrent(CONCURRENCY, |delivery| async move { this.handle(delivery).await })
-            .await;
-        Ok(())
-    }
-
-    async fn handle(&self, delivery: Delivery) {
-        let settled = match self.send(&delivery.envelope).await {
-            Ok(true) => delivery.ack().await,
-            Ok(false) => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                delivery.nak().await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "whatsapp send not handled; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                delivery.nak().await
-            }
+        let intake = Intake {
+            stream: DurableStream::Commands,
+            durable: DURABLE_OUT,
+            filter: subjects::WA_OUT,
+            batch: 1,
+            concurrency: CONCURRENCY,
         };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, "whatsapp send not settled; it will be redelivered");
-        }
+        runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
     /// True when done with (sent, failed, or not ours to send); false to come back later.

@@ -1,0 +1,63 @@
+//! The kinds of worker, one table for `switchboard worker <kind>` and for
+//! `switchboard dev`, which runs them all in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_bus::Bus;
+use switchboard_store::Store;
+
+use crate::persist::Persist;
+use crate::sync::SyncWorker;
+use crate::whatsapp::outbound::Forward;
+use crate::whatsapp::{Whatsapp, WhatsappConfig};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Commands into the store: messages, conversations, statuses, bot replies.
+    Persist,
+    /// Sync changes into the tenants' outboxes, and their notifications.
+    Sync,
+    /// The WhatsApp Cloud API: webhook bodies into conversations, agent messages out.
+    Whatsapp,
+}
+
+/// What a worker is given.
+#[derive(Clone)]
+pub struct Deps {
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<dyn Store>,
+    /// This process's name on the bus.
+    pub node: String,
+    /// How long a bot reply waits for its user when it does not say.
+    pub bot_reply_ttl: Duration,
+    pub whatsapp: WhatsappConfig,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Persist, Kind::Sync, Kind::Whatsapp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Persist => "persist",
+            Kind::Sync => "sync",
+            Kind::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// Runs until the bus closes its consumers or `stop` completes (work in
+    /// hand is finished, nothing more taken).
+    pub async fn run(self, deps: Deps, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Deps { bus, store, node, bot_reply_ttl, whatsapp } = deps;
+        match self {
+            Kind::Persist => {
+                // WhatsApp's sends are queued before a message's command is acknowledged.
+                let forward = Arc::new(Forward { bus: bus.clone() });
+                Persist::new(bus, store, &node, bot_reply_ttl, vec![forward]).await?.run(stop).await?
+            }
+            Kind::Sync => SyncWorker::new(bus, store).run(stop).await?,
+            Kind::Whatsapp => Whatsapp::new(bus, store, whatsapp).run(stop).await?,
+        }
+        Ok(())
+    }
+}
