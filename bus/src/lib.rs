@@ -5,10 +5,12 @@
 //!   durable consumers for work that must not be lost.
 //! - [`memory`]: the in-process bus of `switchboard dev`.
 //! - [`nats`]: the bus of a deployment, on NATS with JetStream (2.9 or later).
-//! - [`subjects`] and [`headers`]: the names operators see on the wire.
+//! - [`subjects`] and [`headers`]: the names operators see on the wire; an id
+//!   becomes one subject token by an injective encoding, so no two ids share
+//!   a subject and none adds a token or a wildcard.
 //! - [`events`]: what flows back out to edges, encoded once.
 //! - [`rpc`]: commands that expect an answer (an edge waiting for a worker).
-//! - [`connect`]: either bus, from its URL.
+//! - [`connect`]: either bus, from its URL (`memory:` or `nats://…`).
 
 pub mod events;
 pub mod headers;

@@ -1,5 +1,5 @@
 //! The NATS bus against a real nats-server with JetStream, named by
-//! `SWITCHBOARD_TEST_NATS_URL` (`source tests/lib/nats.sh && nats_start`
+//! `SWITCHBOARD_TEST_NATS_URL` (`source deploy/lib/nats.sh && nats_start`
 //! starts one and sets it). Without it these tests fail: a silently skipped
 //! suite would hide a broken bus.
 
@@ -19,7 +19,7 @@ fn url() -> String {
     std::env::var("SWITCHBOARD_TEST_NATS_URL").unwrap_or_else(|_| {
         panic!(
             "SWITCHBOARD_TEST_NATS_URL is not set: these tests need a nats-server with JetStream \
-             (`source tests/lib/nats.sh && nats_start` starts one and sets it; tests/run does that)"
+             (`source deploy/lib/nats.sh && nats_start` starts one and sets it; tests/run does that)"
         )
     })
 }

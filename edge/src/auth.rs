@@ -1,4 +1,5 @@
-//! Who is calling: JWT verification (contract §2) and what each role may do.
+//! Who is calling: JWT verification (HS256: `sub`, `role` and `exp`; optionally
+//! `name`, `phone`, `conversations` and `nbf`) and what each role may do.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -30,7 +31,8 @@ pub struct Identity {
     pub conversations: Vec<String>,
 }
 
-/// Why a caller was turned away; the messages are the contract's words.
+/// Why a caller was turned away; the messages are what clients see (the
+/// `connect_error` message, the HTTP error's `message`), so they do not change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
     Required,

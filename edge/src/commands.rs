@@ -153,7 +153,7 @@ impl Commands {
     }
 }
 
-/// Sync changes (contract §5): the sync worker answers in JSON.
+/// Sync changes for point-of-sale clients: the sync worker answers in JSON.
 impl Commands {
     /// Puts a change in a tenant's outbox; answers the stored change as clients see it.
     pub async fn sync_change(

@@ -12,7 +12,7 @@ pub struct EdgeConfig {
     /// Browser origins allowed by CORS; empty allows none.
     pub cors_origins: Vec<String>,
     pub limits: Limits,
-    /// Sync clients' API keys (contract §5).
+    /// Point-of-sale sync clients' API keys, each naming its tenant.
     pub sync_api_keys: SyncApiKeys,
     /// WhatsApp Cloud API webhooks (verify token, app secret).
     pub whatsapp: WebhookConfig,
@@ -63,7 +63,7 @@ pub fn parse_api_keys(text: &str) -> Result<SyncApiKeys, String> {
     Ok(keys)
 }
 
-/// Contract §9: everything a client can make the edge hold is bounded.
+/// Everything a client can make the edge hold is bounded.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest Socket.IO/HTTP payload, in bytes.

@@ -2,13 +2,24 @@
 //! between sockets and the bus. It writes nothing itself: every write is a
 //! command for the workers.
 //!
-//! - [`auth`]: tokens and who may do what. [`error`]: the one error shape.
-//! - [`chat`]: the chat operations, for every transport; [`session`]: a
-//!   connection's state. [`socketio`]: Socket.IO clients. [`native`]: the
-//!   native WebSocket protocol. [`http`]: the HTTP API.
-//! - [`feed`]: ordered, gap-free delivery per conversation.
-//! - [`commands`]: writes, as commands to the workers.
-//! - [`state`], [`config`], [`limits`]: what handlers share and are bounded by.
+//! The modules form layers with no import circle (`tests/lint/module_cycles.py`
+//! checks): a module uses only modules of its own layer or of those before it.
+//!
+//! - Leaves, which use only one another: [`error`] (the one error shape:
+//!   [`error::ErrorCode`], [`error::ApiError`]), [`config`], [`limits`] (rate
+//!   limits), [`query`] (query strings), [`auth`] (tokens and who may do
+//!   what), [`rules`] (id and text checks), [`wire`] (what a client sees:
+//!   event names, payloads, the answer shape), [`relay`] (counted bus
+//!   subscriptions that connections share).
+//! - Then: [`session`] (a connection's state), [`feed`] (ordered, gap-free
+//!   delivery per conversation), [`commands`] (writes, as commands to the
+//!   workers), [`state`] ([`state::EdgeState`], what every handler shares),
+//!   [`writes`] (`send_message` and `set_status`, shared by HTTP and sockets),
+//!   [`chat`] (the one table of [`chat::Operation`]s, and the operations).
+//! - Transports: [`socketio`] (Socket.IO clients), [`native`] (the native
+//!   WebSocket protocol), [`http`] (the HTTP API).
+//!
+//! [`Edge`], here, wires them together.
 
 pub mod auth;
 pub mod chat;

@@ -11,8 +11,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::limits::RateLimit;
 use crate::relay::RelayHold;
 
-/// How a socket is in a conversation: by `join_conversation`, by seed 004's
-/// `join "chat:<id>"`, or both.
+/// How a socket is in a conversation: by `join_conversation`, by the
+/// room-string style (`join "chat:<id>"`), or both.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
     pub chat: bool,

@@ -1,12 +1,14 @@
 //! The vocabulary of Switchboard.
 //!
-//! - [`pb`]: the protobuf envelopes on the bus, generated from `switchboard.proto`.
-//! - [`model`]: the domain types with the JSON shapes of the contract (what
-//!   clients see), and conversions to and from the envelopes.
+//! - [`pb`]: the protobuf envelopes on the bus and the native protocol's binary
+//!   frames, generated from every `.proto` file of this crate (`switchboard`,
+//!   `sync`, `whatsapp`, `native`: one package, `switchboard.v1`).
+//! - [`model`]: the domain types with the JSON shapes clients see, and
+//!   conversions to and from the envelopes.
 
 pub mod model;
 
-/// Generated from `switchboard.proto` at build time.
+/// Generated from every `.proto` file of this crate at build time.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/switchboard.v1.rs"));

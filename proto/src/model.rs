@@ -1,4 +1,5 @@
-//! Domain types, serialised exactly as the contract shows them to clients.
+//! Domain types, serialised exactly as clients see them (the JSON of every
+//! transport's events, acks and HTTP bodies).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
@@ -74,7 +75,7 @@ macro_rules! wire_enum {
 }
 
 wire_enum!(
-    /// Who a token speaks for (contract §2).
+    /// Who a token speaks for (its `role` claim).
     Role { Customer = "customer", Agent = "agent", Bot = "bot", Service = "service" }
 );
 wire_enum!(
@@ -368,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn message_json_has_the_contract_shape() {
+    fn message_json_has_the_shape_clients_read() {
         let json = serde_json::to_value(message()).unwrap();
         assert_eq!(json["created_at"], "2023-11-14T22:13:20.123Z");
         assert_eq!(json["sender"]["role"], "agent");

@@ -1,5 +1,6 @@
-//! `switchboard dev`: the embedded default. One process runs an edge and the
-//! persist and sync workers on the in-process bus, with an SQLite file; nothing to install.
+//! `switchboard dev`: the embedded default. One process runs an edge and every
+//! kind of worker (persist, sync, whatsapp) on the in-process bus, with an
+//! SQLite file; nothing to install.
 
 use anyhow::Context;
 use switchboard_edge::Edge;

@@ -10,9 +10,9 @@ use super::settings::Settings;
 pub enum WorkerKind {
     /// Commands into PostgreSQL: messages, conversations, statuses, bot replies.
     Persist(Settings),
-    /// Sync changes into the tenants' outboxes, and their notifications (contract §5).
+    /// Sync changes into the tenants' outboxes, and their notifications to point-of-sale clients.
     Sync(Settings),
-    /// WhatsApp Cloud API: webhook bodies into conversations, agent messages out (contract §7).
+    /// WhatsApp Cloud API: webhook bodies into conversations, agent messages out.
     Whatsapp(Settings),
 }
 

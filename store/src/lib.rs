@@ -1,10 +1,13 @@
 //! Where conversations and messages live.
 //!
 //! - [`Store`]: the one interface the workers write through; [`ReadStore`],
-//!   the part of it edges get. [`open`]: either store, from its URL.
+//!   the part of it edges get (reads only). [`open`]: either store, from its
+//!   URL (`sqlite:<path>` or `postgres://…`). Their schemas are in
+//!   `migrations/` at the repository's root.
 //! - [`sqlite`]: the embedded store of `switchboard dev`.
 //! - [`postgres`]: the shared store of a deployment, written by many processes.
-//! - [`sync`]: the tenants' outboxes of sync changes (seed 002's POS clients).
+//! - [`sync`]: the tenants' outboxes of sync changes (point-of-sale sync clients).
+//! - [`whatsapp`]: the outbox of messages sent through the WhatsApp Graph API.
 //! - `append`: a batch of messages in a handful of statements, for both stores.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same

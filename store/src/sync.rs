@@ -1,5 +1,5 @@
-//! Sync notifications (contract §5): a per-tenant outbox of changes that a
-//! point-of-sale client pulls and confirms.
+//! Sync notifications: a per-tenant outbox of changes that a point-of-sale
+//! client pulls and confirms.
 //!
 //! A change's `seq` is its tenant's `last_seq + 1`, assigned in the same
 //! transaction that stores it under the tenant row's lock (as a message's

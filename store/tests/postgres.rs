@@ -1,7 +1,7 @@
 //! The shared store behaviours against PostgreSQL: each test gets a database of
 //! its own on the server named by `SWITCHBOARD_TEST_DATABASE_URL` (a URL of a
 //! role that may create databases), seen through two stores as two processes
-//! would. `tests/lib/postgres.sh` starts such a server.
+//! would. `deploy/lib/postgres.sh` starts such a server.
 
 #[macro_use]
 mod common;
@@ -21,7 +21,7 @@ fn admin_options() -> PgConnectOptions {
     let url = std::env::var(URL_VAR).unwrap_or_else(|_| {
         panic!(
             "{URL_VAR} is not set: the PostgreSQL store tests need a server \
-             (`source tests/lib/postgres.sh && pg_start` starts one and sets it)"
+             (`source deploy/lib/postgres.sh && pg_start` starts one and sets it)"
         )
     });
     url.parse().unwrap_or_else(|e| panic!("{URL_VAR} is not a PostgreSQL URL: {e}"))

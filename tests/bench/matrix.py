@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The benchmark matrix of issue 6, in one run (driven by tests/bench/run).
+"""The benchmark matrix, Switchboard against Node Socket.IO and the floor, in one run
+(driven by tests/bench/run).
 
 Systems: Switchboard `dev` over Socket.IO (sb-sio) and native WebSocket (sb-native),
 the Node Socket.IO 4.x peer (node), the tokio-tungstenite floor (floor), and
@@ -253,7 +254,7 @@ def main():
         b = r.get("server_bytes_per_conn")
         out.append(f"| {system} | {r['connected']}/{n} | {f(r['connects_per_s'], 0)} |"
                    f" {'-' if b is None else f'{b / 1024:.1f}'} | {r.get('connect_errors', 0) + r.get('disconnects', 0)} |")
-    out += ["", "## Ratios (issue 6 targets)", ""]
+    out += ["", "## Ratios to the targets", ""]
     for fanout in FANOUTS:
         sb, node, floor = (results.get((s, fanout)) for s in ("sb-sio", "node", "floor"))
         nat = results.get(("sb-native", fanout))

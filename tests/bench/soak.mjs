@@ -33,7 +33,7 @@
 // Knobs: MODE=steady|churn, DURATION_S, CONVERSATIONS, RATE, ROUND_S, CHURN, CONNECTIONS and ROUNDS
 // (churn mode), PARALLEL (connections in flight at once, 50), SWITCHBOARD_BIN (default
 // target/release/switchboard), SWITCHBOARD_LOG (warn). Agents get every conversation's inbox
-// updates (conversation:new/updated, contract §11), which at 500 agents x 500 busy conversations
+// updates (conversation:new/updated), which at 500 agents x 500 busy conversations
 // outweighs the chat itself: INBOX (default none) is the view the agents ask for with
 // subscribe_inbox, on servers that have it; STAFF_ROLE=bot makes the second socket of each
 // conversation a bot instead, which gets no inbox at all. The summary counts inbox events.
@@ -247,7 +247,7 @@ async function steady(server) {
       try {
         member.socket = await open(server, member.token);
         wire(member);
-        // Not awaited: a server without the inbox views (contract §11) does not answer it.
+        // Not awaited: a server without inbox views (this one has none yet) does not answer it.
         if (member.role === "agent") member.socket.emit("subscribe_inbox", { view: INBOX });
         await rejoin(member);
         return;

@@ -1,4 +1,4 @@
-"""End-to-end test with an unmodified python-socketio client (seed 003's backend stack).
+"""End-to-end test with an unmodified python-socketio client (the agent panel's Python backend stack).
 
 Starts `switchboard dev` (binary from $SWITCHBOARD_BIN, default target/debug/switchboard
 relative to the repository root) on a free port with a fresh data dir and a random

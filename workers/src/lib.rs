@@ -1,12 +1,19 @@
 //! Workers consume the bus and do the writing; each scales by adding processes.
 //!
-//! - [`persist`]: the command stream into the store: messages get their
+//! - [`runner`]: the one consume loop every worker runs: batches, answers,
+//!   ack or nak, retries, and giving up on a command whose caller has waited
+//!   too long.
+//! - [`registry`]: the kinds of worker, one table for `switchboard worker
+//!   <kind>` and `switchboard dev`.
+//! - [`persist`]: the chat command stream into the store: messages get their
 //!   offsets here, conversations are created, statuses move forward, bot
-//!   replies are queued; then the results go back out as events.
+//!   replies are queued and handed out; then the results go back out as
+//!   events. Its after-append hook ([`persist::AfterAppend`]) does more for
+//!   each stored message before its command is acknowledged.
 //! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
-//! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out.
-//! - [`runner`]: how each of them consumes: batches, answers, retries.
-//! - [`registry`]: the kinds of worker, as the command line runs them.
+//! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out; its
+//!   [`whatsapp::outbound::Forward`] hook queues a WhatsApp send before a
+//!   message's command is acknowledged.
 
 pub mod persist;
 pub mod registry;

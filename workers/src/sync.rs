@@ -1,6 +1,6 @@
-//! `worker sync`: the tenants' outboxes of sync changes (contract §5). Stores
-//! each change from `sb.cmd.sync.change` once, acknowledges it only after the
-//! commit, and tells the edges on `sb.sync.<tenant>.pending`; confirmations
+//! `worker sync`: the tenants' outboxes of sync changes. Stores each change
+//! from `sb.cmd.sync.change` once, acknowledges it only after the commit, and
+//! tells the edges on `sb.sync.<tenant>.pending`; confirmations
 //! (`sb.cmd.sync.confirm`) go through it too, so edges never write the store.
 //!
 //! Answers (to `Sb-Reply-To`) are JSON: `{created, change}`, `{confirmed}` or

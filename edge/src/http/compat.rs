@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/bot-reply", post(bot_reply)).route("/api/notify/message", post(notify_message))
 }
 
-/// Seed 001's bridge from the WhatsApp bot.
+/// The bot-reply widget's bridge from the WhatsApp bot.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BotReplyRequest {
@@ -67,7 +67,7 @@ async fn bot_reply(
     })
 }
 
-/// Seed 000's backend notification: a ticket's message.
+/// The ticketing backend's notification: a ticket's message.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifyMessage {

@@ -1,4 +1,4 @@
-//! Conversations and messages over HTTP: the service API of contract §4.
+//! Conversations and messages over HTTP: the service API (`/api/v1/...`).
 
 use axum::Json;
 use axum::Router;
@@ -101,7 +101,7 @@ async fn get_conversation(
     Ok(Json(state.conversation_for(&who, &id).await?))
 }
 
-/// Either `{text}` or seed 003's `{message_type:"text", content:{text}}`.
+/// Either `{text}` or the agent panel's `{message_type:"text", content:{text}}`.
 #[derive(Deserialize, ToSchema)]
 pub struct PostMessage {
     text: Option<String>,

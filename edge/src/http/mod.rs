@@ -1,9 +1,10 @@
-//! The HTTP side of an edge (contract §4).
+//! The HTTP side of an edge.
 //!
 //! - [`conversations`]: conversations and their messages, the service API.
-//! - [`compat`]: the endpoints our users' existing systems call (seeds 000,
-//!   001, 004).
-//! - [`sync`]: sync changes for POS clients, pulled and confirmed with an API key.
+//! - [`compat`]: the endpoints our users' existing systems call: the
+//!   bot-reply widget's `/api/bot-reply` and the ticketing backend's
+//!   `/api/notify/message`.
+//! - [`sync`]: sync changes for point-of-sale clients, pulled and confirmed with an API key.
 //! - [`ops`]: health, readiness, metrics and the OpenAPI document.
 //! - [`pages`]: the widget script and the demo pages. [`whatsapp`]: Meta's webhooks.
 //! - [`extract`]: what handlers take from a request (caller, body, query) and

@@ -1,5 +1,5 @@
-//! The pages a person can open (issue 5), hand-written and embedded in the
-//! binary so they work with no internet:
+//! The pages a person can open, hand-written and embedded in the binary so
+//! they work with no internet:
 //!
 //! - `GET /widget.js`: the customer widget a site embeds with one `<script
 //!   src=".../widget.js" data-token="..." data-conversation="...">` tag. It

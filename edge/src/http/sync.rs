@@ -1,6 +1,6 @@
-//! Sync changes over HTTP (contract §5, seed 002): a POS client pulls its
-//! tenant's unconfirmed changes and confirms them with its API key; a service
-//! produces changes with its token.
+//! Sync changes over HTTP: a point-of-sale sync client pulls its tenant's
+//! unconfirmed changes and confirms them with its API key; a service produces
+//! changes with its token.
 
 use axum::Json;
 use axum::Router;

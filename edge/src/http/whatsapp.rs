@@ -1,5 +1,5 @@
-//! WhatsApp Cloud API webhooks (contract §7): Meta's verification handshake,
-//! and signed deliveries handed to the bus as they came, for `worker whatsapp`.
+//! WhatsApp Cloud API webhooks: Meta's verification handshake, and signed
+//! deliveries handed to the bus as they came, for `worker whatsapp`.
 //!
 //! The signature is checked over the raw bytes before anything else; a good
 //! delivery is stored on `sb.wa.in` under the SHA-256 of its body, so Meta's

@@ -1,7 +1,8 @@
-//! The native WebSocket protocol (contract §6): `GET /ws`, and `GET
+//! The native WebSocket protocol: `GET /ws`, and `GET
 //! /api/ws/chat/{conversation_id}` (a socket already joined to that
-//! conversation, seed 000's widget-api path). The same operations, events,
-//! limits and recovery as Socket.IO, through the same chat operations.
+//! conversation, the path the ticketing backend's widget opens). The same
+//! operations, events, limits and recovery as Socket.IO, through the same chat
+//! operations.
 //!
 //! JSON text frames by default. A client sends `{"type": <operation>, "ref":
 //! <any>, ...payload}` and gets `{"type": "ack", "ref": <ref>, "ok": ..., ...}`

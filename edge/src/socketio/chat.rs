@@ -7,7 +7,6 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 
@@ -63,19 +62,7 @@ pub async fn detach_handshake_head(request: Request) -> Request {
 
 /// Binds namespace `/` to its handlers.
 pub fn register(hub: Arc<Hub>) {
-    let io = hub.io.clone();
-    let admit = {
-        let hub = hub.clone();
-        move |socket: SocketRef, TryData(auth): TryData<Value>| {
-            let hub = hub.clone();
-            async move { admit(hub, socket, auth.ok()).await }
-        }
-    };
-    let connect = move |socket: SocketRef| {
-        let hub = hub.clone();
-        async move { on_connect(hub, socket).await }
-    };
-    io.ns("/", connect.with(admit));
+    hub.namespace("/", admit, on_connect);
 }
 
 /// Runs before the client is told it is connected: socketioxide sends the
@@ -87,8 +74,7 @@ async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<
     }
     let session = Arc::new(authenticate(&hub, &socket, auth)?);
     socket.extensions.insert(session.clone());
-    let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket.clone()), session: session.clone() };
-    register_events(&hub, &ctx);
+    register_events(&hub, &socket, &session);
     if session.identity.role == Role::Agent {
         socket.join(AGENTS_ROOM);
     }
@@ -105,8 +91,8 @@ fn authenticate(hub: &Hub, socket: &SocketRef, auth: Option<Value>) -> Result<Se
     let from_auth = auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str).map(str::to_owned);
     let token = from_auth.or_else(|| query::param(query, "token"));
     let identity = hub.edge.verifier.verify(token.as_deref()).map_err(Refusal::Auth)?;
-    // Staff may watch a user's bot replies by naming the number (seed 001);
-    // a customer only ever gets its own.
+    // Staff may watch a user's bot replies by naming the number (`?userPhone=`,
+    // as the bot-reply widget passes it); a customer only ever gets its own.
     let phone = match identity.role {
         Role::Customer => identity.phone.clone(),
         _ => query::param(query, "userPhone").or_else(|| identity.phone.clone()),
@@ -189,20 +175,23 @@ fn room(conversation_id: &str, audience: Audience) -> String {
 }
 
 /// Binds every operation of the table to its event, and the disconnect.
-fn register_events(hub: &Arc<Hub>, ctx: &Ctx<SocketPeer>) {
+/// The handlers live in the socket, so they must not hold it: each call gets
+/// the socket as an argument (a handler owning a `SocketRef` would keep every
+/// closed socket alive through that cycle).
+fn register_events(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>) {
     for &operation in Operation::ALL {
-        let ctx = ctx.clone();
-        ctx.peer.0.clone().on(operation.name(), move |TryData(data): TryData<Value>, reply: Reply| {
-            let ctx = ctx.clone();
+        let (hub, session) = (hub.clone(), session.clone());
+        socket.on(operation.name(), move |socket: SocketRef, TryData(data): TryData<Value>, reply: Reply| {
+            let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session: session.clone() };
             async move { operation.run(ctx, data.unwrap_or(Value::Null), reply).await }
         });
     }
-    let (hub, ctx) = (hub.clone(), ctx.clone());
-    ctx.peer.0.clone().on_disconnect(move || {
-        let (hub, ctx) = (hub.clone(), ctx.clone());
+    let (hub, session) = (hub.clone(), session.clone());
+    socket.on_disconnect(move |socket: SocketRef| {
+        let (hub, session) = (hub.clone(), session.clone());
         async move {
             metrics::gauge!("switchboard_sockets", "transport" => "socket.io").decrement(1.0);
-            let session = ctx.session.clone();
+            let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session: session.clone() };
             chat::disconnect(ctx).await;
             if let Some(phone) = &session.phone {
                 hub.phones.release(phone, &session.relay).await;

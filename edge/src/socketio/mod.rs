@@ -4,7 +4,8 @@
 //!   answered.
 //! - [`fanout`]: conversation events onto sockets; rooms; slow sockets.
 //! - [`relays`]: bot replies per phone number. [`sync`]: namespace `/sync`,
-//!   sync notifications for POS clients.
+//!   sync notifications for point-of-sale clients. Both are counted relays
+//!   ([`crate::relay`]), one bus subscription per phone or tenant.
 //! - [`hub`]: what the Socket.IO side owns, built by [`start`].
 
 pub mod chat;

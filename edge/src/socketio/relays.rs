@@ -54,8 +54,8 @@ async fn relay_bot_replies(
     }
 }
 
-/// Emits seed 001's `bot-response` to each socket of that phone that has not
-/// had it yet; answers how many got it.
+/// Emits the bot-reply widget's `bot-response` to each socket of that phone
+/// that has not had it yet; answers how many got it.
 pub fn deliver_bot_reply(io: &SocketIo, phone: &str, reply: &pb::BotReply) -> u32 {
     let payload = json!({ "text": reply.text, "sender": "bot", "timestamp": Timestamp(reply.at_ms) });
     let mut delivered = 0;

@@ -1,4 +1,5 @@
-//! Sync notifications over Socket.IO, namespace `/sync` (contract §5, seed 002).
+//! Sync notifications over Socket.IO, namespace `/sync`, for point-of-sale
+//! sync clients.
 //!
 //! A point-of-sale client connects with `auth: {apiKey}`; the key names its
 //! tenant. While an edge has sockets of a tenant it subscribes
@@ -15,8 +16,7 @@ use futures_util::StreamExt;
 use prost::Message as _;
 use serde_json::Value;
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
+use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_bus::{Bus, Subscription, subjects};
 use switchboard_proto::pb;
 
@@ -41,19 +41,7 @@ pub fn tenant_room(tenant: &str) -> String {
 }
 
 pub fn register(hub: Arc<Hub>) {
-    let io = hub.io.clone();
-    let admit = {
-        let hub = hub.clone();
-        move |socket: SocketRef, TryData(auth): TryData<Value>| {
-            let hub = hub.clone();
-            async move { admit(hub, socket, auth.ok()).await }
-        }
-    };
-    let connect = move |socket: SocketRef| {
-        let hub = hub.clone();
-        async move { on_connect(hub, socket).await }
-    };
-    io.ns(NAMESPACE, connect.with(admit));
+    hub.namespace(NAMESPACE, admit, on_connect);
 }
 
 /// Sync-notice subscriptions, one per tenant with sockets here.
@@ -81,7 +69,7 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Runs before the client is told it is connected (see `socketio::admit`):
+/// Runs before the client is told it is connected (see `chat::admit`):
 /// handlers, the room and the tenant's subscription are in place by then.
 async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
     if hub.edge.is_draining() {

@@ -1,6 +1,6 @@
-// Seed 001's bot bridge straight onto the bus: a bot publishes its reply as a
-// protobuf Command on NATS JetStream (the real `nats` client from npm, the
-// schema from proto/), and the widget on any edge gets `bot-response`.
+// The bot-reply widget's bridge straight onto the bus: a bot publishes its reply as a
+// protobuf Command on `sb.cmd.chat.bot_reply` in NATS JetStream (the real `nats` client
+// from npm, the schema from proto/), and the widget on any edge gets `bot-response`.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -37,7 +37,7 @@ async function bot(cluster) {
   };
 }
 
-/** Seed 001's widget, as written, with the token in the URL. */
+/** The bot-reply widget, as its code connects, with the token in the URL. */
 function widget(cluster, edge, phone) {
   const token = cluster.token({ sub: `wa-${phone}`, role: "customer", phone });
   return track(io(`${edge.url}/?token=${token}`, { query: { userPhone: phone }, transports: ["websocket"] }));

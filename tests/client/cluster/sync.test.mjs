@@ -1,4 +1,4 @@
-// Seed 002 across the cluster: the POS SyncClient on one edge is told of
+// Point-of-sale sync across the cluster: the POS SyncClient on one edge is told of
 // changes produced through the other edge, or published straight onto the bus
 // (a protobuf SyncChange on NATS JetStream), and pulls and confirms them.
 

@@ -1,13 +1,13 @@
-// Seed 002's client code (section 5 of the seed: `SyncClient`), as the seed
-// writes it but for `confirmSync`, which the seed leaves to the integrator: here
+// The point-of-sale sync client's own code (its `SyncClient`), as its authors
+// wrote it but for `confirmSync`, which they leave to the integrator: here
 // it POSTs /sync/confirm with the pulled cursor and records each completed sync.
 
 import { io } from "socket.io-client";
 
-// The seed logs as it goes; keep the test output readable.
+// The client logs as it goes; keep the test output readable.
 const console = { log() {}, error() {} };
 
-/** Seed 002's SyncClient (section 5), verbatim but for `confirmSync`, which the seed leaves open. */
+/** The POS client's SyncClient, verbatim but for `confirmSync`, which its code leaves open. */
 export class SyncClient {
   constructor(backendUrl, apiKey) {
     this.backendUrl = backendUrl;

@@ -155,7 +155,7 @@ export function connect(url, { token, timeout = 5000, ...opts } = {}) {
   });
 }
 
-/** Await the `connect` of a socket made with plain `io()` (e.g. exactly as a seed does); rejects on connect_error. */
+/** Await the `connect` of a socket made with plain `io()` (e.g. exactly as a user's existing client code does); rejects on connect_error. */
 export function whenConnected(socket, { timeout = 5000 } = {}) {
   track(socket);
   if (socket.connected) return Promise.resolve(socket);
@@ -277,7 +277,7 @@ export function assertRfc3339(value, what = "timestamp") {
   assert.ok(!Number.isNaN(Date.parse(value)), `${what} must parse as a date: ${value}`);
 }
 
-/** Assert the Message shape of the contract; `expect` pins fields. */
+/** Assert the Message shape clients see; `expect` pins fields. */
 export function assertMessage(msg, expect = {}) {
   assert.ok(msg && typeof msg === "object", `message must be an object: ${JSON.stringify(msg)}`);
   assert.match(String(msg.id), UUID_V7, `message.id must be a UUIDv7: ${msg.id}`);
@@ -300,7 +300,7 @@ export function assertMessage(msg, expect = {}) {
   return msg;
 }
 
-/** Assert the Conversation shape of the contract. */
+/** Assert the Conversation shape clients see. */
 export function assertConversation(conv, expect = {}) {
   assert.ok(conv && typeof conv === "object", `conversation must be an object: ${JSON.stringify(conv)}`);
   assert.equal(typeof conv.id, "string", "conversation.id");

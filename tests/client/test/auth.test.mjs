@@ -96,7 +96,7 @@ describe("socket.io connect accepted", () => {
   });
 
   it("token without exp claim is refused or accepted consistently (never crashes the server)", async () => {
-    // `exp` is a required claim of the contract; whichever way the server decides, it must
+    // `exp` is a required claim of our tokens; whichever way the server decides, it must
     // answer with a connect outcome and keep serving others.
     const token = ctx.server.token({ sub: "no-exp", role: "agent", name: "NoExp", exp: null });
     let outcome;

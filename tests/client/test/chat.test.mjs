@@ -249,7 +249,7 @@ describe("leave_conversation", () => {
 describe("events sent as soon as the socket connects", () => {
   it("emits buffered by the client before the connection is up are handled, never dropped", async () => {
     // socket.io-client buffers emits made before `connect` and flushes them right after it,
-    // which is what seed 003's panel does (connect, then joinConversation at once).
+    // which is what the agent panel does (connect, then joinConversation at once).
     const conv = await ctx.server.createConversation();
     const token = ctx.server.agentToken("agent-early");
     for (let i = 0; i < 20; i++) {

@@ -1,4 +1,4 @@
-// Hostile input, on every transport (contract §2, §9): forged and broken tokens, one
+// Hostile input, on every transport: forged and broken tokens, one
 // customer reaching for another's conversation, ids built to collide on the bus,
 // oversized and malformed frames and bodies, slowloris connections, bursts over the
 // rate limits, and the demo pages' CSP.

@@ -1,5 +1,5 @@
-// The HTTP service API: conversations, messages, history, notify (seed 000), errors,
-// operational endpoints and CORS.
+// The HTTP service API: conversations, messages, history, the ticketing backend's
+// notify, errors, operational endpoints and CORS.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -220,7 +220,7 @@ describe("messages", () => {
     assertError(res2, 400, "bad_request");
   });
 
-  it("history: GET messages ascending, since_offset and limit; seed 004's path answers the same", async () => {
+  it("history: GET messages ascending, since_offset and limit; the room-string widget's path answers the same", async () => {
     const conv = await ctx.server.createConversation();
     const posted = [];
     for (let i = 1; i <= 5; i++) posted.push(await ctx.server.postMessage(conv.id, `h${i}`));
@@ -285,7 +285,7 @@ describe("messages", () => {
   });
 });
 
-describe("notify (seed 000)", () => {
+describe("notify (the ticketing backend)", () => {
   it("POST /api/notify/message creates the conversation and a message; same messageId stores once", async () => {
     const ticketId = `TICKET-${randomUUID().slice(0, 8)}`;
     const a = await connect(ctx.server.url, { token: ctx.server.agentToken("agent-n1") });

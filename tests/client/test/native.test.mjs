@@ -1,4 +1,4 @@
-// The native WebSocket protocol (contract §6), JSON frames, on the real `ws`
+// The native WebSocket protocol (README, Native WebSocket), JSON frames, on the real `ws`
 // client: the same operations and events as Socket.IO, side by side with it.
 
 import assert from "node:assert/strict";
@@ -144,7 +144,7 @@ describe("native WebSocket, JSON frames", () => {
     closeAll();
   });
 
-  it("seed 000's /api/ws/chat/{id} is already joined: a backend notification reaches it", async () => {
+  it("the ticketing backend's widget path /api/ws/chat/{id} is already joined: a backend notification reaches it", async () => {
     const ticket = `TICKET-${randomUUID().slice(0, 8)}`;
     // The backend's first notification opens the ticket's conversation.
     const first = await ctx.server.http("POST", "/api/notify/message", {

@@ -1,4 +1,5 @@
-// Seed 001 (Botito -> Konecte): the widget connects exactly as in the seed,
+// The bot-reply widget: a WhatsApp bot (Botito) answers users of a chat widget
+// (Konecte's AssistantChatWidget). The widget connects exactly as its own code does,
 // `io(SOCKET_SERVER_URL, { query: { userPhone } })`, with only its URL changed to carry
 // the token (socket.io-client then uses the URL's query, so the phone rides in the
 // token's `phone` claim). Botito POSTs /api/bot-reply and every socket of that phone
@@ -19,7 +20,7 @@ function newPhone() {
   return `5511${randomInt(1000, 9999)}${String(phoneSeq).padStart(4, "0")}`;
 }
 
-/** The seed's AssistantChatWidget connection, URL changed to carry a customer token. */
+/** The widget's own AssistantChatWidget connection, URL changed to carry a customer token. */
 function widget(userPhone, sub = `wa-${userPhone}`) {
   const token = ctx.server.customerToken(sub, { phone: userPhone });
   const SOCKET_SERVER_URL = `${ctx.server.url}/?token=${encodeURIComponent(token)}`;
@@ -35,13 +36,13 @@ function botito(payload, { webhookUrl } = {}) {
   return ctx.server.http("POST", url, { json: payload });
 }
 
-/** The answer carries these fields (extra ones, like the seed's `message`, are fine). */
+/** The answer carries these fields (extra ones, like `message`, are fine). */
 function assertAnswer(body, expected) {
   assert.ok(body && typeof body === "object", `answer is not JSON: ${JSON.stringify(body)}`);
   for (const [k, v] of Object.entries(expected)) assert.deepEqual(body[k], v, `answer.${k} in ${JSON.stringify(body)}`);
 }
 
-describe("seed 001: POST /api/bot-reply", () => {
+describe("the bot-reply widget: POST /api/bot-reply", () => {
   it("delivers bot-response {text, sender:'bot', timestamp} to the connected widget: 200 delivered", async () => {
     const phone = newPhone();
     const w = widget(phone);

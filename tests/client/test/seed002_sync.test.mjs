@@ -1,9 +1,10 @@
-// Seed 002 (POS sync over Socket.IO): the seed's `SyncClient`, as written, against
-// `switchboard dev`. It connects to namespace `/sync` with `auth: {apiKey}`, gets
-// `changes:pending` (no payload) when its tenant has changes, pulls them from
-// GET /sync/pull-changes and confirms them (its `confirmSync`, which the seed
-// leaves to the integrator, POSTs /sync/confirm with the cursor). Changes are
-// produced by a service over POST /sync/changes.
+// Point-of-sale sync clients over Socket.IO: the POS client's own `SyncClient`
+// (lib/seed002.mjs), as written, against `switchboard dev`. It connects to
+// namespace `/sync` with `auth: {apiKey}`, gets `changes:pending` (no payload) when
+// its tenant has changes, pulls them from GET /sync/pull-changes and confirms them
+// (its `confirmSync`, which the client's code leaves to the integrator, POSTs
+// /sync/confirm with the cursor). Changes are produced by a service over POST
+// /sync/changes.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -63,7 +64,7 @@ function assertError(res, status, code) {
   assert.ok(res.body.error.message.length > 0);
 }
 
-describe("seed 002: refusals", () => {
+describe("point-of-sale sync: refusals", () => {
   it("refuses a socket without an API key with exactly 'API key required'", async () => {
     const err = await connectError(`${ctx.server.url}/sync`, {});
     assert.equal(err.message, "API key required");
@@ -76,7 +77,7 @@ describe("seed 002: refusals", () => {
     assert.equal(err.message, "Invalid API key");
   });
 
-  it("the seed's client logs the refusal message it checks for", async () => {
+  it("the POS client logs the refusal message it checks for", async () => {
     const client = new SyncClient(ctx.server.url, "wrong");
     client.connect();
     track(client.socket);
@@ -96,7 +97,7 @@ describe("seed 002: refusals", () => {
   });
 });
 
-describe("seed 002: the SyncClient", () => {
+describe("point-of-sale sync: the SyncClient", () => {
   it("is told of a new change, pulls it, confirms it, and the next pull is empty", async () => {
     const client = startClient("flow");
     await whenConnected(client.socket);
@@ -146,7 +147,7 @@ describe("seed 002: the SyncClient", () => {
     second.close();
     const third = await syncSocket("again");
     await expectNone(third, "changes:pending", { what: "everything confirmed" });
-    // The seed's client on reconnect syncs what is pending.
+    // The POS client, on reconnect, syncs what is pending.
     await postChange("again", "product", "update", { sku: "b" });
     const client = startClient("again");
     const { data } = await nextSync(client);
@@ -193,7 +194,7 @@ describe("seed 002: the SyncClient", () => {
   });
 });
 
-describe("seed 002: bad input", () => {
+describe("point-of-sale sync: bad input", () => {
   it("refuses malformed bodies with 400 and the error shape", async () => {
     const service = ctx.server.serviceToken();
     const post = (path, body, token) =>

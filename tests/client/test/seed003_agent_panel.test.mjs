@@ -1,7 +1,8 @@
-// Seed 003 (PyTake admin chat): the agent panel's SocketClient — auth token,
+// The agent panel (PyTake's admin chat): its own SocketClient — auth token,
 // websocket with polling fallback, auto-reconnect (5 attempts, 1 s) — joins a
 // conversation, listens to message:new / message:status / user_typing and dedupes
-// by message.id; messages are created with the seed's curl body.
+// by message.id; messages are created with the body of the panel's curl example,
+// `{message_type:"text", content:{text}}`.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -12,7 +13,7 @@ import { assertMessage, connect, expectNone, join, once, send, track, whenConnec
 
 const ctx = useServer();
 
-/** The seed's frontend/src/lib/socket.ts SocketClient, pointed at Switchboard. */
+/** The panel's SocketClient (its frontend/src/lib/socket.ts), pointed at Switchboard. */
 class SocketClient {
   constructor(url) {
     this.url = url;
@@ -80,7 +81,7 @@ class ConversationPage {
   }
 }
 
-/** The seed's curl: POST /api/v1/conversations/{id}/messages with message_type/content. */
+/** The panel's curl example: POST /api/v1/conversations/{id}/messages with message_type/content. */
 function curlMessage(conversationId, token, text) {
   return ctx.server.http("POST", `/api/v1/conversations/${conversationId}/messages`, {
     token,
@@ -100,8 +101,8 @@ async function openPanel(conversationId, agentSub = `agent-${randomUUID().slice(
   return { client, socket, page, token, agentSub };
 }
 
-describe("seed 003: agent panel", () => {
-  it("a message created with the seed's curl body answers 201 and appears on the panel instantly", async () => {
+describe("the agent panel", () => {
+  it("a message created with the panel's curl body answers 201 and appears on the panel instantly", async () => {
     const conv = await ctx.server.createConversation();
     const { socket, page, token, agentSub } = await openPanel(conv.id);
     const res = await curlMessage(conv.id, token, "Teste WebSocket - mensagem via API");
@@ -120,7 +121,7 @@ describe("seed 003: agent panel", () => {
       [res.body.id],
     );
 
-    // The page also polls history (every 30 s in the seed); merging it keeps one copy.
+    // The page also polls history (every 30 s in the panel's code); merging it keeps one copy.
     for (const m of await ctx.server.history(conv.id)) page.add(m);
     assert.equal(page.messages.length, 1, "dedupe by message.id");
   });

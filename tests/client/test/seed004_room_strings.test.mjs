@@ -1,4 +1,4 @@
-// Seed 004 (chat widget x atendimento): the widget emits `join` with a room string
+// The room-string widget (a customer-service chat widget): it emits `join` with a room string
 // "chat:<id>" (no ack) and listens to `new-message` {message, from}. Only its URL changes
 // (it carries the customer's token). `join` has no ack, so tests use what the room's
 // other member (an agent) sees — presence online:true/false — to know the join or leave
@@ -36,7 +36,7 @@ async function setup(prefix = "chat") {
   return { sub, conv, agent, w };
 }
 
-describe("seed 004: join/leave with room strings", () => {
+describe("the room-string widget: join/leave with room strings", () => {
   it("a widget in chat:<id> receives new-message {message, from:'agent'} when the agent answers", async () => {
     const { conv, agent, w } = await setup("chat");
     const msg = await send(agent, conv.id, "Olá! Sou o atendente.");

@@ -1,4 +1,4 @@
-// Slow readers (contract §9, README "Slow clients"): a client that stops reading is
+// Slow readers (README, Behaviour, "Slow clients"): a client that stops reading is
 // disconnected once its outbound queue (SWITCHBOARD_OUTBOUND_BUFFER packets) is full,
 // never sent a gap, counted once and logged once; it recovers everything by offset, and
 // nobody else notices. One test per transport: Socket.IO over websocket, Socket.IO over

@@ -1,5 +1,5 @@
-// Contract §7: WhatsApp Cloud API webhooks in, agent messages out through the
-// Graph API (a local stand-in here), against `switchboard dev`.
+// WhatsApp Cloud API webhooks in, agent messages out through the Graph API (a
+// local stand-in here), against `switchboard dev`.
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";

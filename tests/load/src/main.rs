@@ -1,4 +1,5 @@
-//! Load generator for Switchboard and its peers (issue 6).
+//! Load generator for Switchboard and its peers, for the benchmark matrix
+//! (`tests/bench/run`; README, Benchmarks).
 //!
 //! Opens `--connections` WebSockets across `--conversations` conversations,
 //! bound to several loopback source addresses (127.0.0.1, .2, ...), joins each

@@ -1,9 +1,10 @@
-//! `worker whatsapp`: the WhatsApp Cloud API (contract §7).
+//! `worker whatsapp`: the WhatsApp Cloud API.
 //!
 //! - [`inbound`]: signed webhook bodies from `sb.wa.in` become conversations,
 //!   messages (source `whatsapp`) and forward-only statuses.
-//! - [`outbound`]: messages for WhatsApp conversations, from `sb.wa.out`, go
-//!   out through the Graph API once each (the outbox), paced, with retries.
+//! - [`outbound`]: messages for WhatsApp conversations, put on `sb.wa.out` by
+//!   the persist worker's [`outbound::Forward`] hook, go out through the Graph
+//!   API once each (the outbox), paced, with retries.
 //! - [`graph`]: the Graph API client and how its errors are classified.
 
 pub mod graph;
