@@ -103,13 +103,14 @@ pub enum BusError {
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
 
 /// Opens the bus a URL names: `memory:` (a new in-process bus: every part of
-/// one process must share the one returned) or `nats://…`, named `node` there.
-pub async fn connect(url: &str, node: &str) -> Result<std::sync::Arc<dyn Bus>> {
+/// one process must share the one returned) or `nats://…` (a comma-separated
+/// list for a cluster), named `node` there; `options` apply to NATS.
+pub async fn connect(url: &str, node: &str, options: NatsOptions) -> Result<std::sync::Arc<dyn Bus>> {
     if url == "memory:" {
         return Ok(std::sync::Arc::new(MemoryBus::new()));
     }
     if url.starts_with("nats://") || url.starts_with("tls://") {
-        return Ok(std::sync::Arc::new(NatsBus::connect(url, node).await?));
+        return Ok(std::sync::Arc::new(NatsBus::connect_with(url, node, options).await?));
     }
     Err(BusError::Unavailable(format!(
         "a bus URL is memory: or nats://host:port, not {:?}",

@@ -22,7 +22,7 @@ use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::{AckKind, Acker as NatsAck, PublishMessage};
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
-use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, HeaderMap};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -58,11 +58,14 @@ pub struct NatsOptions {
     /// given to another consumer process. Every process of one durable must
     /// agree: each that opens the consumer sets it for all.
     pub ack_wait: Duration,
+    /// Copies JetStream keeps of each stream: 3 on a three-node cluster, so
+    /// losing any one server loses nothing and stops nothing.
+    pub replicas: usize,
 }
 
 impl Default for NatsOptions {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(30) }
+        Self { ack_wait: Duration::from_secs(30), replicas: 1 }
     }
 }
 
@@ -85,7 +88,7 @@ impl NatsBus {
         let client = connect_client(url, name).await?;
         let jetstream = jetstream::new(client.clone());
         for stream in DurableStream::ALL {
-            declare_stream(&jetstream, stream).await?;
+            declare_stream(&jetstream, stream, options.replicas.max(1)).await?;
         }
         Ok(Self { client, jetstream, options })
     }
@@ -134,13 +137,16 @@ impl NatsBus {
 
 /// Retries the first connection (the server may start after us); later
 /// reconnects are the client's own.
+/// `url` is one server or a comma-separated list of a cluster's; the client
+/// connects to any and fails over to the others.
 async fn connect_client(url: &str, name: &str) -> Result<Client> {
+    let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let deadline = Instant::now() + CONNECT_PATIENCE;
     let mut backoff = Backoff::default();
     loop {
-        match ConnectOptions::new().name(name).connect(url).await {
+        match ConnectOptions::new().name(name).connect(servers.as_slice()).await {
             Ok(client) => return Ok(client),
-            Err(e) if Instant::now() < deadline => {
+            Err(e) if Instant::now() < deadline && e.kind() != ConnectErrorKind::ServerParse => {
                 tracing::warn!(error = %e, url, "NATS not reachable yet; retrying");
                 backoff.wait().await;
             }
@@ -149,14 +155,19 @@ async fn connect_client(url: &str, name: &str) -> Result<Client> {
     }
 }
 
-fn stream_config(stream: DurableStream) -> stream::Config {
-    with_declared_settings(stream, stream::Config::default())
+fn stream_config(stream: DurableStream, replicas: usize) -> stream::Config {
+    with_declared_settings(stream, replicas, stream::Config::default())
 }
 
 /// `config` with what we declare for `stream` put over it, so settings an
 /// operator added on the server survive and only ours are enforced.
-fn with_declared_settings(stream: DurableStream, mut config: stream::Config) -> stream::Config {
+fn with_declared_settings(
+    stream: DurableStream,
+    replicas: usize,
+    mut config: stream::Config,
+) -> stream::Config {
     config.name = stream.name().to_owned();
+    config.num_replicas = replicas;
     config.subjects = stream.subjects().iter().map(|s| (*s).to_owned()).collect();
     config.storage = StorageType::File;
     config.duplicate_window = DEDUPE_WINDOW;
@@ -171,13 +182,13 @@ fn with_declared_settings(stream: DurableStream, mut config: stream::Config) -> 
 
 /// Creates the stream, or brings an existing one to our settings; safe to run
 /// from every process at every start.
-async fn declare_stream(jetstream: &Context, stream: DurableStream) -> Result<()> {
+async fn declare_stream(jetstream: &Context, stream: DurableStream, replicas: usize) -> Result<()> {
     let created = jetstream
-        .get_or_create_stream(stream_config(stream))
+        .get_or_create_stream(stream_config(stream, replicas))
         .await
         .map_err(|e| unavailable(format!("cannot create stream {}", stream.name()), e))?;
     let current = created.cached_info().config.clone();
-    let wanted = with_declared_settings(stream, current.clone());
+    let wanted = with_declared_settings(stream, replicas, current.clone());
     if wanted != current {
         tracing::info!(stream = stream.name(), "updating the stream's settings");
         jetstream
@@ -228,7 +239,7 @@ impl Bus for NatsBus {
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
                 // A server that restarted without its storage has no streams
                 // until someone declares them again.
-                declare_stream(&self.jetstream, stream).await?;
+                declare_stream(&self.jetstream, stream, self.options.replicas.max(1)).await?;
                 self.store(&envelope, msg_id, stream).await
             }
             stored => stored,
@@ -252,6 +263,7 @@ impl Bus for NatsBus {
         let mut puller = Puller {
             jetstream: self.jetstream.clone(),
             stream,
+            replicas: self.options.replicas.max(1),
             config: self.consumer_config(durable, filter),
             messages: None,
             backoff: Backoff::default(),
@@ -276,6 +288,7 @@ impl Bus for NatsBus {
 struct Puller {
     jetstream: Context,
     stream: DurableStream,
+    replicas: usize,
     config: pull::Config,
     messages: Option<pull::Stream>,
     backoff: Backoff,
@@ -322,7 +335,7 @@ impl Puller {
         let consumer = match self.jetstream.create_consumer_on_stream(self.config.clone(), name).await {
             Ok(consumer) => consumer,
             Err(_) => {
-                declare_stream(&self.jetstream, self.stream).await?;
+                declare_stream(&self.jetstream, self.stream, self.replicas).await?;
                 self.jetstream
                     .create_consumer_on_stream(self.config.clone(), name)
                     .await

@@ -122,7 +122,7 @@ async fn a_call_nobody_answers_times_out() {
 #[tokio::test]
 async fn an_unacknowledged_command_goes_to_another_process() {
     let _turn = commands_turn().await;
-    let quick = NatsOptions { ack_wait: Duration::from_secs(1) };
+    let quick = NatsOptions { ack_wait: Duration::from_secs(1), ..NatsOptions::default() };
     let (first, second) = (connect_with("first", quick.clone()).await, connect_with("second", quick).await);
     let durable = unique("worker");
     let mut taken = first.consume(DurableStream::Commands, &durable, subjects::COMMANDS).await.unwrap();

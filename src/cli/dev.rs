@@ -22,7 +22,7 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let database = format!("sqlite:{}", settings.data_dir.join("switchboard.db").display());
     let store = switchboard_store::open(&database).await?;
     // One bus for every part of the process.
-    let bus = switchboard_bus::connect("memory:", "dev").await?;
+    let bus = switchboard_bus::connect("memory:", "dev", Default::default()).await?;
     let deps = Deps {
         bus: bus.clone(),
         store: store.clone(),

@@ -10,7 +10,7 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let node = settings.node_id("edge");
     let secret = settings.require_secret()?;
     let metrics = metrics_recorder()?;
-    let bus = switchboard_bus::connect(settings.require_nats()?, &node).await?;
+    let bus = switchboard_bus::connect(settings.require_nats()?, &node, settings.bus_options()).await?;
     // Read only: whatever an edge changes goes through a command to a worker.
     let store = switchboard_store::open(settings.require_database()?).await?;
     let edge = Edge::start(edge_config(&settings, &node, secret), bus, store, metrics).await?;

@@ -41,6 +41,8 @@ settings! {
     data_dir: PathBuf = "SWITCHBOARD_DATA_DIR",
     /// NATS server(s) of a scale-out cluster, comma-separated.
     nats_url: String = "SWITCHBOARD_NATS_URL",
+    /// Copies of each JetStream stream (3 on a three-node NATS cluster).
+    nats_replicas: usize = "SWITCHBOARD_NATS_REPLICAS",
     /// PostgreSQL of a scale-out cluster.
     database_url: String = "SWITCHBOARD_DATABASE_URL",
     /// This process's name on the bus; unique per process (default: role and a random suffix).
@@ -93,6 +95,7 @@ pub struct Resolved {
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
+    pub nats_replicas: usize,
     pub database_url: Option<String>,
     pub node_id: Option<String>,
     pub jwt_secret: Option<String>,
@@ -135,6 +138,7 @@ impl Settings {
             http_addr: s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
             data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
             nats_url: s.nats_url.filter(|u| !u.is_empty()),
+            nats_replicas: s.nats_replicas.unwrap_or(1).max(1),
             database_url: s.database_url.filter(|u| !u.is_empty()),
             node_id: s.node_id.filter(|n| !n.is_empty()),
             jwt_secret: s.jwt_secret.filter(|s| !s.is_empty()),
@@ -168,6 +172,11 @@ impl Settings {
 impl Resolved {
     pub fn require_nats(&self) -> anyhow::Result<&str> {
         self.nats_url.as_deref().context("SWITCHBOARD_NATS_URL (or --nats-url) is required in scale-out mode")
+    }
+
+    /// How this process uses NATS.
+    pub fn bus_options(&self) -> switchboard_bus::NatsOptions {
+        switchboard_bus::NatsOptions { replicas: self.nats_replicas, ..Default::default() }
     }
 
     pub fn require_database(&self) -> anyhow::Result<&str> {

@@ -25,7 +25,7 @@ pub async fn run(kind: WorkerKind) -> anyhow::Result<()> {
     let settings = settings.resolve()?;
     let node = settings.node_id(kind.name());
     let deps = Deps {
-        bus: switchboard_bus::connect(settings.require_nats()?, &node).await?,
+        bus: switchboard_bus::connect(settings.require_nats()?, &node, settings.bus_options()).await?,
         store: switchboard_store::open(settings.require_database()?).await?,
         node: node.clone(),
         bot_reply_ttl: settings.bot_reply_ttl,
