@@ -49,7 +49,7 @@ macro_rules! conversation_select {
 mod append;
 
 /// How long a statement waits for a connection before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct PgStore {

@@ -249,6 +249,10 @@ async fn next_text(ws: &mut Ws) -> Result<String> {
 
 /// Connect and join one conversation; returns the socket ready for traffic.
 async fn connect_join(args: &Args, url: &str, conv: &str, user: &str, source: u8, role: &str) -> Result<Ws> {
+    // A customer may only be in its own conversation: every customer socket of
+    // one is that conversation's customer (one person's devices and tabs).
+    let customer = format!("c-{conv}");
+    let user = if role == "customer" { customer.as_str() } else { user };
     let token = || token(&args.secret, user, role, (role == "customer").then_some(conv));
     match args.protocol {
         Protocol::Sio => {
