@@ -44,7 +44,12 @@ impl EdgeState {
     /// conversation that does not exist yet is created for it.
     pub async fn conversation_for(&self, who: &Identity, id: &str) -> Result<Conversation, ApiError> {
         check_id("conversation_id", id)?;
-        match self.store.conversation(id).await? {
+        // Bounded like a command: during an outage the caller hears so in time.
+        let wait = self.config.limits.command_timeout;
+        let found = tokio::time::timeout(wait, self.store.conversation(id))
+            .await
+            .map_err(|_| ApiError::unavailable("the database did not answer in time"))??;
+        match found {
             Some(conversation) => {
                 who.check_access(&conversation)?;
                 Ok(conversation)
