@@ -12,7 +12,7 @@ use switchboard_proto::model::{
 use switchboard_proto::pb::{self, command, command_result};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A message to be stored.
 pub struct Draft {
@@ -141,9 +141,7 @@ impl Commands {
     }
 
     async fn call(&self, envelope: Envelope) -> Result<pb::CommandResult, ApiError> {
-        // A fresh id per call: the bus must not drop a deliberate second call;
-        // idempotency is the store's (message id, client_msg_id).
-        let answer = self.caller.call(envelope, &Uuid::now_v7().to_string()).await?;
+        let answer = self.exchange(envelope).await?;
         let result = pb::CommandResult::decode(&answer[..])
             .map_err(|_| ApiError::unavailable("undecodable worker answer"))?;
         match result.outcome {
@@ -193,7 +191,7 @@ impl Commands {
     }
 
     async fn sync_call(&self, envelope: Envelope) -> Result<serde_json::Value, ApiError> {
-        let answer = self.caller.call(envelope, &Uuid::now_v7().to_string()).await?;
+        let answer = self.exchange(envelope).await?;
         let value: serde_json::Value = serde_json::from_slice(&answer)
             .map_err(|_| ApiError::unavailable("undecodable worker answer"))?;
         match value.get("error") {
@@ -202,6 +200,27 @@ impl Commands {
                 message: error["message"].as_str().unwrap_or_default().to_owned(),
             })),
             None => Ok(value),
+        }
+    }
+}
+
+impl Commands {
+    /// Hands a command to the workers and waits for its answer. Once the bus
+    /// has the command, no answer in time does not mean it failed: a worker
+    /// may still do it, so the caller is told the outcome is unknown, never a
+    /// plain failure.
+    async fn exchange(&self, envelope: Envelope) -> Result<bytes::Bytes, ApiError> {
+        // A fresh id per call: the bus must not drop a deliberate second call;
+        // idempotency is the store's (message id, client_msg_id).
+        match self.caller.call(envelope, &Uuid::now_v7().to_string()).await {
+            Err(switchboard_bus::BusError::Timeout(wait)) => Err(ApiError::new(
+                ErrorCode::OutcomeUnknown,
+                format!(
+                    "no answer from the workers within {wait:?}: it may still be stored; \
+                     retry with the same client_msg_id to get it"
+                ),
+            )),
+            answer => Ok(answer?),
         }
     }
 }

@@ -63,8 +63,13 @@ codes! {
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
     RateLimited = "rate_limited", TOO_MANY_REQUESTS;
     TooManyJoins = "too_many_joins", TOO_MANY_REQUESTS;
-    /// The bus, the database or the workers cannot do it now: try again.
+    /// The bus, the database or the workers cannot do it now, and nothing was
+    /// done: try again.
     Unavailable = "unavailable", SERVICE_UNAVAILABLE;
+    /// A write was handed to the workers but no answer came in time: it may
+    /// still be stored. Retry with the same `client_msg_id` to get the one
+    /// stored message (a retry never stores it twice).
+    OutcomeUnknown = "outcome_unknown", GATEWAY_TIMEOUT;
     /// A fault of ours, never of the request.
     Internal = "internal", INTERNAL_SERVER_ERROR;
 }

@@ -71,7 +71,7 @@ settings! {
     drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
     /// Milliseconds a connection may take to send a request's headers, and may stay idle between requests.
     header_timeout_ms: u64 = "SWITCHBOARD_HEADER_TIMEOUT_MS",
-    /// Milliseconds an edge waits for a worker to answer a write before telling the client `unavailable`.
+    /// Milliseconds an edge waits for a worker to answer a write before telling the client `outcome_unknown`.
     command_timeout_ms: u64 = "SWITCHBOARD_COMMAND_TIMEOUT_MS",
     /// WhatsApp: the token Meta echoes in the webhook verification handshake.
     wa_verify_token: String = "SWITCHBOARD_WA_VERIFY_TOKEN",
