@@ -226,18 +226,19 @@ async fn join<P: Peer>(
     // The feed counts the socket in the same step that records the join, so a
     // disconnect at any moment gives back exactly what the join took.
     let mut request = Some(JoinRequest { since, respond });
-    let mut new_member = false;
     let entered = ctx.session.enter(&conversation_id, legacy, |first| {
-        new_member = first;
         let request = request.take().expect("the join request is used once");
         ctx.state.feeds.join(&conversation_id, request, first);
     });
-    if let Err(e) = entered {
-        if let Some(request) = request {
-            (request.respond)(Err(e));
+    let new_member = match entered {
+        Ok(new_member) => new_member,
+        Err(e) => {
+            if let Some(request) = request {
+                (request.respond)(Err(e));
+            }
+            return;
         }
-        return;
-    }
+    };
     match done_rx.await {
         Ok(true) if new_member => {
             let _turn = ctx.session.presence_turn().await;

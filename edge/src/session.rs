@@ -74,16 +74,16 @@ impl Session {
         self.joined.lock().expect("session lock")
     }
 
-    /// Records a join and runs `follow(new_member)` under the same lock, where
-    /// `new_member` says the socket was not in the conversation yet by any
-    /// means. A connection that has gone is refused, so whatever `follow`
-    /// acquires is always given back by [`Session::exit_all`]'s caller.
+    /// Records a join and runs `follow(new_member)` under the same lock; answers
+    /// `new_member`: the socket was not in the conversation yet by any means.
+    /// A connection that has gone is refused, so whatever `follow` acquires is
+    /// always given back by [`Session::exit_all`]'s caller.
     pub fn enter(
         &self,
         conversation_id: &str,
         legacy: bool,
         follow: impl FnOnce(bool),
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let mut joined = self.joined();
         if joined.closed {
             return Err(ApiError::unavailable("the connection has closed"));
@@ -103,7 +103,7 @@ impl Session {
         }
         joined.memberships.insert(conversation_id.to_owned(), now);
         follow(!known.any());
-        Ok(())
+        Ok(!known.any())
     }
 
     /// Records a leave; `Some(true)` when the socket is now out of the

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::Caller;
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, subjects};
+use switchboard_bus::{Bus, Delivery, Envelope, subjects};
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
@@ -63,13 +63,8 @@ impl Persist {
     ///
     /// When `stop` completes, the batch in hand is finished and nothing more taken.
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake = Intake {
-            stream: DurableStream::Commands,
-            durable: DURABLE,
-            filter: subjects::CHAT_COMMANDS,
-            batch: BATCH,
-            concurrency: 1,
-        };
+        let intake =
+            Intake { durable: DURABLE, filter: subjects::CHAT_COMMANDS, batch: BATCH, concurrency: 1 };
         runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 

@@ -43,9 +43,8 @@ pub trait Handler: Send + Sync {
     fn unavailable(&self) -> Bytes;
 }
 
-/// Where a worker takes its commands from, and how many at once.
+/// Which commands a worker takes from the command stream, and how many at once.
 pub struct Intake {
-    pub stream: DurableStream,
     /// The durable consumer every process of this kind shares.
     pub durable: &'static str,
     pub filter: &'static str,
@@ -63,7 +62,7 @@ pub async fn run(
     handler: &dyn Handler,
     stop: impl Future<Output = ()>,
 ) -> switchboard_bus::Result<()> {
-    let deliveries = bus.consume(intake.stream, intake.durable, intake.filter).await?;
+    let deliveries = bus.consume(DurableStream::Commands, intake.durable, intake.filter).await?;
     deliveries
         .batches_until(intake.batch, stop)
         .for_each_concurrent(intake.concurrency.max(1), |batch| async move {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::{Value, json};
 use switchboard_bus::events::{encode, kind};
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
+use switchboard_bus::{Bus, Delivery, Envelope, headers, subjects};
 use switchboard_proto::model::Timestamp;
 use switchboard_proto::pb;
 use switchboard_store::{Confirm, NewChange, StoreError, SyncStore};
@@ -45,13 +45,8 @@ impl SyncWorker {
     /// Consumes sync commands until the bus closes the consumer or `stop`
     /// completes (the batch in hand is finished first).
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake = Intake {
-            stream: DurableStream::Commands,
-            durable: DURABLE,
-            filter: subjects::SYNC_COMMANDS,
-            batch: BATCH,
-            concurrency: 1,
-        };
+        let intake =
+            Intake { durable: DURABLE, filter: subjects::SYNC_COMMANDS, batch: BATCH, concurrency: 1 };
         runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
@@ -130,13 +125,13 @@ impl Handler for SyncWorker {
             };
             handled.push(outcome);
         }
-        let mut failed = Vec::new();
+        let mut failed = BTreeMap::new();
         for (tenant, change) in tenants {
             let envelope = Envelope::new(subjects::sync_pending(&tenant), encode(&change))
                 .header(headers::EVENT, kind::SYNC_PENDING)
                 .header(headers::TENANT, tenant.clone());
             if let Err(e) = self.bus.publish(envelope).await {
-                failed.push((tenant, e.to_string()));
+                failed.insert(tenant, e.to_string());
             }
         }
         let issued = Timestamp::now();
@@ -144,11 +139,11 @@ impl Handler for SyncWorker {
         handled
             .into_iter()
             .map(|outcome| match outcome {
-                Ok((_, Some(tenant))) if failed.iter().any(|(t, _)| *t == tenant) => {
-                    let error = failed.iter().find(|(t, _)| *t == tenant).map(|(_, e)| e.clone());
-                    retry(error.unwrap_or_default())
-                }
-                Ok((answer, _)) => Outcome::Done(Some(Bytes::from(answer.to_string()))),
+                Ok((answer, tenant)) => match tenant.and_then(|t| failed.get(&t)) {
+                    // Its notice was not published: stored again on redelivery, which adds nothing.
+                    Some(error) => retry(error.clone()),
+                    None => Outcome::Done(Some(Bytes::from(answer.to_string()))),
+                },
                 Err(error) => retry(error),
             })
             .collect()

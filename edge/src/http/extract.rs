@@ -26,15 +26,17 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::to_owned);
-        let token = bearer.or_else(|| parts.uri.query().and_then(|q| query::param(q, "token")));
+        let token = bearer(parts)
+            .map(str::to_owned)
+            .or_else(|| parts.uri.query().and_then(|q| query::param(q, "token")));
         Ok(Caller(state.verifier.verify(token.as_deref())?))
     }
+}
+
+/// What `Authorization: Bearer <credential>` carries (a token or an API key).
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))
 }
 
 /// A JSON body, whatever its content type says (bots often send none), with

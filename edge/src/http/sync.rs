@@ -5,8 +5,8 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use switchboard_proto::model::Role;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{AppState, Body, Caller, ErrorResponse, Query};
+use super::extract::{AppState, Body, Caller, ErrorResponse, Query, bearer};
 use crate::error::{ApiError, ErrorCode};
 use crate::rules::check_id;
 
@@ -36,13 +36,7 @@ impl FromRequestParts<AppState> for SyncTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .unwrap_or_default();
+        let key = bearer(parts).map(str::trim).unwrap_or_default();
         if key.is_empty() {
             return Err(ApiError::new(ErrorCode::ApiKeyRequired, "API key required"));
         }

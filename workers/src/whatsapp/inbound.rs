@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use switchboard_bus::events::Event;
-use switchboard_bus::{Bus, Delivery, DurableStream, subjects};
+use switchboard_bus::{Bus, Delivery, subjects};
 use switchboard_proto::model::{
     Channel, Customer, DeliveryStatus, Role, Sender, Source, StatusError, Timestamp,
 };
@@ -105,13 +105,7 @@ impl Inbound {
     }
 
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake = Intake {
-            stream: DurableStream::Commands,
-            durable: DURABLE_IN,
-            filter: subjects::WA_IN,
-            batch: 1,
-            concurrency: 1,
-        };
+        let intake = Intake { durable: DURABLE_IN, filter: subjects::WA_IN, batch: 1, concurrency: 1 };
         runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
-use switchboard_bus::{Bus, Delivery, DurableStream, Envelope, headers, subjects};
+use switchboard_bus::{Bus, Delivery, Envelope, headers, subjects};
 use switchboard_proto::model::{Channel, DeliveryStatus, Source, StatusError, StatusUpdate, Timestamp};
 use switchboard_proto::pb;
 use switchboard_store::{Appended, OutboxClaim, Store};
@@ -109,13 +109,8 @@ impl Outbound {
     }
 
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake = Intake {
-            stream: DurableStream::Commands,
-            durable: DURABLE_OUT,
-            filter: subjects::WA_OUT,
-            batch: 1,
-            concurrency: CONCURRENCY,
-        };
+        let intake =
+            Intake { durable: DURABLE_OUT, filter: subjects::WA_OUT, batch: 1, concurrency: CONCURRENCY };
         runner::run(self.bus.as_ref(), intake, &self, stop).await
     }
 
