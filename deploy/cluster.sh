@@ -3,6 +3,7 @@
 # with JetStream, PostgreSQL, edges and persist workers, all logs in one folder.
 #
 #   deploy/cluster.sh up DIR             start it; DIR/cluster.env tells where everything is
+#   deploy/cluster.sh add DIR KIND       start one more worker of KIND (persist, sync, whatsapp)
 #   deploy/cluster.sh restart-nats DIR   stop NATS and start it again (same port, same store)
 #   deploy/cluster.sh down DIR           stop everything `up` started and remove what it made
 #   deploy/cluster.sh stop-postgres DIR [fast|immediate]
@@ -15,10 +16,14 @@
 #   SWITCHBOARD_BIN                      the binary (default target/release/switchboard, else target/debug)
 #   SWITCHBOARD_JWT_SECRET               token secret (default: a random one, written to cluster.env)
 #   SWITCHBOARD_DATABASE_URL             use this database instead of starting PostgreSQL
-#   SWITCHBOARD_NATS_URL                 use this NATS instead of starting nats-server
+#   SWITCHBOARD_NATS_URL                 use this NATS (one URL or a comma-separated list) instead of starting nats-server
+#   NATS_NODES=1                         3: a three-node NATS cluster (nats1..nats3), streams and
+#                                        buckets with SWITCHBOARD_NATS_REPLICAS=3 unless set
+#   SWITCHBOARD_PARTITIONS=32            command partitions (every process gets the same)
 #
-# DIR/cluster.env holds shell assignments: NATS_URL, DATABASE_URL, SECRET,
-# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID, SYNC<i>_PID (i from 1), and what `down` needs.
+# DIR/cluster.env holds shell assignments: NATS_URL, DATABASE_URL, SECRET, PARTITIONS,
+# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID, SYNC<i>_PID, WA<i>_PID, NATS<i>_PID with NATS_NODES
+# (i from 1), and what `down` needs.
 # Logs: DIR/logs/edge<i>.log, DIR/logs/worker<i>.log, DIR/logs/sync<i>.log, and NATS's and PostgreSQL's own.
 set -euo pipefail
 
@@ -30,7 +35,7 @@ source "$HERE/lib/nats.sh"
 source "$HERE/lib/postgres.sh"
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -61,6 +66,7 @@ spawn() {
   shift
   SWITCHBOARD_NATS_URL="$NATS_URL" SWITCHBOARD_DATABASE_URL="$DATABASE_URL" \
     SWITCHBOARD_JWT_SECRET="$SECRET" SWITCHBOARD_NODE_ID="$name" \
+    SWITCHBOARD_PARTITIONS="$PARTITIONS" SWITCHBOARD_NATS_REPLICAS="$REPLICAS" \
     "$BIN" "$@" >>"$DIR/logs/$name.log" 2>&1 &
   echo $!
 }
@@ -89,8 +95,20 @@ up() {
   BIN="$(binary)"
   SECRET="${SWITCHBOARD_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
   record SECRET "$SECRET"
+  PARTITIONS="${SWITCHBOARD_PARTITIONS:-32}"
+  record PARTITIONS "$PARTITIONS"
+  REPLICAS="${SWITCHBOARD_NATS_REPLICAS:-1}"
   if [[ -n "${SWITCHBOARD_NATS_URL:-}" ]]; then
     NATS_URL="$SWITCHBOARD_NATS_URL"
+  elif ((${NATS_NODES:-1} > 1)); then
+    RUN_TMP="$DIR" nats_cluster_start "$NATS_NODES"
+    NATS_URL="$SWITCHBOARD_TEST_NATS_URL"
+    REPLICAS="${SWITCHBOARD_NATS_REPLICAS:-3}"
+    local node
+    for ((node = 1; node <= NATS_NODES; node++)); do
+      record "NATS${node}_PID" "${NATS_CLUSTER_PIDS[node - 1]}"
+    done
+    record NATS_DIR "$NATS_DIR"
   else
     RUN_TMP="$DIR" nats_start
     NATS_URL="$SWITCHBOARD_TEST_NATS_URL"
@@ -108,24 +126,13 @@ up() {
     record PG_PORT "$PG_PORT"
   fi
   record DATABASE_URL "$DATABASE_URL"
+  record REPLICAS "$REPLICAS"
   # Migrate once up front, so processes do not race to create the schema.
   SWITCHBOARD_DATABASE_URL="$DATABASE_URL" "$BIN" migrate >>"$DIR/logs/migrate.log" 2>&1
   local i pid port
-  for ((i = 1; i <= ${WORKERS:-2}; i++)); do
-    pid=$(spawn "worker$i" worker persist)
-    record "WORKER${i}_PID" "$pid"
-    await_line "$pid" "$DIR/logs/worker$i.log" "ready"
-  done
-  for ((i = 1; i <= ${SYNC_WORKERS:-1}; i++)); do
-    pid=$(spawn "sync$i" worker sync)
-    record "SYNC${i}_PID" "$pid"
-    await_line "$pid" "$DIR/logs/sync$i.log" "ready"
-  done
-  for ((i = 1; i <= ${WA_WORKERS:-1}; i++)); do
-    pid=$(spawn "wa$i" worker whatsapp)
-    record "WA${i}_PID" "$pid"
-    await_line "$pid" "$DIR/logs/wa$i.log" "ready"
-  done
+  for ((i = 1; i <= ${WORKERS:-2}; i++)); do start_worker persist "$i"; done
+  for ((i = 1; i <= ${SYNC_WORKERS:-1}; i++)); do start_worker sync "$i"; done
+  for ((i = 1; i <= ${WA_WORKERS:-1}; i++)); do start_worker whatsapp "$i"; done
   for ((i = 1; i <= ${EDGES:-2}; i++)); do
     port=$(free_port)
     pid=$(SWITCHBOARD_HTTP_ADDR="127.0.0.1:$port" spawn "edge$i" edge)
@@ -134,6 +141,37 @@ up() {
     await_line "$pid" "$DIR/logs/edge$i.log" "ready on"
   done
   echo "cluster up: $DIR/cluster.env"
+}
+
+# start_worker KIND I: worker number I of KIND (persist: worker<I>, sync: sync<I>, whatsapp: wa<I>).
+start_worker() {
+  local kind="$1" i="$2" name pid
+  case "$kind" in
+    persist) name="worker$i" ;;
+    sync) name="sync$i" ;;
+    whatsapp) name="wa$i" ;;
+    *) usage ;;
+  esac
+  pid=$(spawn "$name" worker "$kind")
+  record "${name^^}_PID" "$pid"
+  await_line "$pid" "$DIR/logs/$name.log" "ready"
+  echo "$name"
+}
+
+# One more worker of a kind, numbered after those cluster.env knows of.
+add() {
+  # shellcheck source=/dev/null
+  source "$DIR/cluster.env"
+  BIN="$(binary)"
+  local kind="$1" prefix i=1
+  case "$kind" in
+    persist) prefix=WORKER ;;
+    sync) prefix=SYNC ;;
+    whatsapp) prefix=WA ;;
+    *) usage ;;
+  esac
+  while [[ -n "$(eval "echo \${${prefix}${i}_PID:-}")" ]]; do i=$((i + 1)); done
+  start_worker "$kind" "$i"
 }
 
 restart_nats() {
@@ -182,12 +220,13 @@ down() {
   # shellcheck source=/dev/null
   source "$DIR/cluster.env"
   local var pid
-  for var in $(compgen -v | grep -E '^(EDGE|WORKER|SYNC|WA)[0-9]+_PID$'); do
+  local processes='^(EDGE|WORKER|SYNC|WA|NATS)[0-9]+_PID$'
+  for var in $(compgen -v | grep -E "$processes"); do
     pid="${!var}"
     kill -TERM "$pid" 2>/dev/null || true
   done
   local tick
-  for var in $(compgen -v | grep -E '^(EDGE|WORKER|SYNC|WA)[0-9]+_PID$'); do
+  for var in $(compgen -v | grep -E "$processes"); do
     pid="${!var}"
     # Draining is bounded by the processes' own timeout; this bounds it again.
     for ((tick = 0; tick < 200; tick++)); do
@@ -201,10 +240,11 @@ down() {
   rm -f "$DIR/cluster.env"
 }
 
-[[ $# -eq 2 || ($# -eq 3 && "$1" == "stop-postgres") ]] || usage
+[[ $# -eq 2 || ($# -eq 3 && ("$1" == "stop-postgres" || "$1" == "add")) ]] || usage
 DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
 case "$1" in
   up) up ;;
+  add) add "${3:-}" ;;
   restart-nats) restart_nats ;;
   down) down ;;
   stop-postgres) stop_postgres "${3:-fast}" ;;

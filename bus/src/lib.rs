@@ -8,14 +8,20 @@
 //! - [`subjects`] and [`headers`]: the names operators see on the wire; an id
 //!   becomes one subject token by an injective encoding, so no two ids share
 //!   a subject and none adds a token or a wildcard.
+//! - [`partition`]: which partition a conversation's (or tenant's) commands
+//!   go to; [`leases`]: who holds which partition, and who is alive;
+//!   [`roster`]: the cluster at a glance, read from the leases.
 //! - [`events`]: what flows back out to edges, encoded once.
 //! - [`rpc`]: commands that expect an answer (an edge waiting for a worker).
 //! - [`connect`]: either bus, from its URL (`memory:` or `nats://…`).
 
 pub mod events;
 pub mod headers;
+pub mod leases;
 pub mod memory;
 pub mod nats;
+pub mod partition;
+pub mod roster;
 pub mod rpc;
 pub mod subjects;
 
@@ -28,8 +34,10 @@ use futures_util::Stream;
 use futures_util::stream::BoxStream;
 
 pub use headers::Headers;
+pub use leases::Leases;
 pub use memory::MemoryBus;
 pub use nats::{NatsBus, NatsOptions};
+pub use partition::Partitions;
 
 /// One message on the bus.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -107,7 +115,7 @@ pub type Result<T, E = BusError> = std::result::Result<T, E>;
 /// list for a cluster), named `node` there; `options` apply to NATS.
 pub async fn connect(url: &str, node: &str, options: NatsOptions) -> Result<std::sync::Arc<dyn Bus>> {
     if url == "memory:" {
-        return Ok(std::sync::Arc::new(MemoryBus::new()));
+        return Ok(std::sync::Arc::new(MemoryBus::with_lease(options.lease)));
     }
     if url.starts_with("nats://") || url.starts_with("tls://") {
         return Ok(std::sync::Arc::new(NatsBus::connect_with(url, node, options).await?));
@@ -132,6 +140,26 @@ pub trait Bus: Send + Sync + 'static {
     /// goes to one of them until it is acknowledged. On a work queue, the
     /// filters of different consumers must not overlap.
     async fn consume(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<Consumer>;
+    /// One pull request on the durable consumer named `durable` (made with
+    /// `filter` when missing), for a consumer only one process reads at a
+    /// time (a partition's owner): up to `max` deliveries, each as soon as it
+    /// is stored, until `max` have come or `wait` has passed; then the stream
+    /// ends and nothing more is delivered for it, so an owner that stops
+    /// pulling leaves nothing stranded in its buffers. A delivery not
+    /// acknowledged within the lease goes to a later request.
+    async fn pull(
+        &self,
+        stream: DurableStream,
+        durable: &str,
+        filter: &str,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> Result<Consumer>;
+    /// How many messages of `durable` (consuming `filter`) are not yet
+    /// acknowledged, waiting or in hand.
+    async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<u64>;
+    /// The leases every process on this bus shares.
+    fn leases(&self) -> std::sync::Arc<dyn Leases>;
     /// Whether the bus can take publishes now.
     async fn is_ready(&self) -> bool;
 }

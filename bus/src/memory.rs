@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
+use crate::leases::MemoryLeases;
 use crate::subjects::{is_wildcard, matches};
-use crate::{Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Result, Subscription};
+use crate::{
+    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Leases, Result, Subscription,
+};
 
 /// How many undelivered messages a subscriber may have before the newest are
 /// dropped, as NATS drops them for a slow consumer.
@@ -40,6 +43,7 @@ struct Inner {
     streams: Mutex<HashMap<DurableStream, Arc<WorkQueue>>>,
     dedupe: Mutex<Dedupe>,
     dropped: AtomicU64,
+    leases: Arc<MemoryLeases>,
 }
 
 #[derive(Clone)]
@@ -120,6 +124,13 @@ impl WorkQueue {
         self.ready.notify_waiters();
     }
 
+    fn waiting(&self, filter: &str) -> u64 {
+        let lanes = self.lanes.lock().expect("queue lock");
+        let matching =
+            lanes.by_subject.iter().filter(|(subject, _)| filter.is_empty() || matches(filter, subject));
+        matching.map(|(_, lane)| lane.len() as u64).sum()
+    }
+
     async fn pop(&self, filter: &str) -> (u64, Envelope) {
         loop {
             let notified = self.ready.notified();
@@ -158,9 +169,19 @@ impl Acker for QueueAcker {
     }
 }
 
+fn queued_delivery(queue: &Arc<WorkQueue>, seq: u64, envelope: Envelope) -> Delivery {
+    let acker = Box::new(QueueAcker { queue: queue.clone(), seq, envelope: envelope.clone() });
+    Delivery::new(envelope, acker)
+}
+
 impl MemoryBus {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A bus whose leases live `ttl` without renewal.
+    pub fn with_lease(ttl: Duration) -> Self {
+        Self { inner: Arc::new(Inner { leases: Arc::new(MemoryLeases::new(ttl)), ..Inner::default() }) }
     }
 
     /// Messages dropped because a subscriber did not keep up.
@@ -287,9 +308,37 @@ impl Bus for MemoryBus {
         let filter = filter.to_owned();
         Ok(Consumer::new(futures_util::stream::unfold((queue, filter), |(queue, filter)| async move {
             let (seq, envelope) = queue.pop(&filter).await;
-            let acker = Box::new(QueueAcker { queue: queue.clone(), seq, envelope: envelope.clone() });
-            Some((Delivery::new(envelope, acker), (queue, filter)))
+            Some((queued_delivery(&queue, seq, envelope), (queue, filter)))
         })))
+    }
+
+    async fn pull(
+        &self,
+        stream: DurableStream,
+        _durable: &str,
+        filter: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Consumer> {
+        let queue = self.queue(stream);
+        let (filter, deadline) = (filter.to_owned(), tokio::time::Instant::now() + wait);
+        let state = (queue, filter, max);
+        Ok(Consumer::new(futures_util::stream::unfold(state, move |(queue, filter, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            // Cancelling a pop loses nothing: it takes a message only when it returns.
+            let (seq, envelope) = tokio::time::timeout_at(deadline, queue.pop(&filter)).await.ok()?;
+            Some((queued_delivery(&queue, seq, envelope), (queue, filter, left - 1)))
+        })))
+    }
+
+    async fn backlog(&self, stream: DurableStream, _durable: &str, filter: &str) -> Result<u64> {
+        Ok(self.queue(stream).waiting(filter))
+    }
+
+    fn leases(&self) -> Arc<dyn Leases> {
+        self.inner.leases.clone()
     }
 
     async fn is_ready(&self) -> bool {

@@ -1,19 +1,70 @@
 //! Subject names, in one place. Ids are sanitised so a conversation id can
 //! never inject a wildcard or an extra token into a subject.
 
-/// Commands for the workers (durable); each kind of worker takes its own share.
+/// Commands for the workers (durable).
 pub const COMMANDS: &str = "sb.cmd.>";
-/// The persist worker's share.
-pub const CHAT_COMMANDS: &str = "sb.cmd.chat.>";
-pub const CMD_SEND_MESSAGE: &str = "sb.cmd.chat.send_message";
-pub const CMD_CREATE_CONVERSATION: &str = "sb.cmd.chat.create_conversation";
-pub const CMD_SET_STATUS: &str = "sb.cmd.chat.set_status";
-pub const CMD_BOT_REPLY: &str = "sb.cmd.chat.bot_reply";
-pub const CMD_TAKE_BOT_REPLIES: &str = "sb.cmd.chat.take_bot_replies";
-/// The sync worker's share: changes for tenants' outboxes, and confirmations.
-pub const SYNC_COMMANDS: &str = "sb.cmd.sync.>";
-pub const CMD_SYNC_CHANGE: &str = "sb.cmd.sync.change";
-pub const CMD_SYNC_CONFIRM: &str = "sb.cmd.sync.confirm";
+
+/// A family of commands, taken by one kind of worker and split into
+/// partitions by a key (see [`crate::partition`]), so one worker at a time
+/// handles all of a conversation's (or a tenant's) commands, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// The persist worker's: messages, conversations, statuses, bot replies.
+    Chat,
+    /// The sync worker's: changes for tenants' outboxes, and confirmations.
+    Sync,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Chat, Family::Sync];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Chat => "chat",
+            Family::Sync => "sync",
+        }
+    }
+
+    /// The kind of worker that takes it, as leases and epochs name it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Family::Chat => "persist",
+            Family::Sync => "sync",
+        }
+    }
+
+    /// The durable consumer of one partition: `<family>-<partition>`.
+    pub fn durable(self, partition: u32) -> String {
+        format!("{}-{partition}", self.name())
+    }
+
+    /// `sb.cmd.<family>.<partition>.<op>`.
+    pub fn command(self, partition: u32, op: &str) -> String {
+        format!("sb.cmd.{}.{partition}.{op}", self.name())
+    }
+
+    /// Every command of one partition: `sb.cmd.<family>.<partition>.>`.
+    pub fn partition(self, partition: u32) -> String {
+        format!("sb.cmd.{}.{partition}.>", self.name())
+    }
+}
+
+/// The operations of a command subject (its last token).
+pub mod op {
+    pub const SEND_MESSAGE: &str = "send_message";
+    pub const CREATE_CONVERSATION: &str = "create_conversation";
+    pub const SET_STATUS: &str = "set_status";
+    pub const BOT_REPLY: &str = "bot_reply";
+    pub const TAKE_BOT_REPLIES: &str = "take_bot_replies";
+    pub const SYNC_CHANGE: &str = "change";
+    pub const SYNC_CONFIRM: &str = "confirm";
+}
+
+/// A command subject's operation: its last token.
+pub fn operation(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or_default()
+}
+
 /// WhatsApp webhook bodies, as received (durable).
 pub const WA_IN: &str = "sb.wa.in";
 /// Messages to send through the Graph API (durable).
@@ -100,6 +151,26 @@ pub fn token(id: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Makes an id safe as one token of a key-value key, whose alphabet is
+/// smaller than a subject's: every byte outside `A-Z a-z 0-9 _ -` becomes
+/// `=` and two hex digits, so this is injective too (`=` itself is escaped).
+pub fn key_token(id: &str) -> String {
+    if id.is_empty() {
+        return "=".into();
+    }
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            out.push(char::from(byte));
+        } else {
+            out.push('=');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xF)]));
+        }
+    }
+    out
+}
+
 /// The id a [`token`] was made from; `None` for a string no id encodes to.
 pub fn untoken(encoded: &str) -> Option<String> {
     if encoded == "%" {
@@ -153,6 +224,9 @@ mod tests {
         assert!(!matches("sb.>", "sb"));
         assert!(!matches("sb.conv.c1", "sb.conv.c1.msg"));
         assert!(matches("sb.cmd.>", "sb.cmd.send_message"));
+        assert!(matches(&Family::Chat.partition(3), &Family::Chat.command(3, op::SEND_MESSAGE)));
+        assert!(!matches(&Family::Chat.partition(3), &Family::Chat.command(31, op::SEND_MESSAGE)));
+        assert_eq!(operation(&Family::Sync.command(0, op::SYNC_CHANGE)), op::SYNC_CHANGE);
     }
 
     #[test]
@@ -181,6 +255,12 @@ mod tests {
         fn the_encoding_is_injective_and_round_trips(a in "\\PC*", b in "\\PC*") {
             proptest::prop_assert_eq!(untoken(&token(&a)), Some(a.clone()));
             proptest::prop_assert_eq!(token(&a) == token(&b), a == b);
+        }
+
+        #[test]
+        fn key_tokens_are_injective_and_valid_keys(a in "\\PC*", b in "\\PC*") {
+            proptest::prop_assert_eq!(key_token(&a) == key_token(&b), a == b);
+            proptest::prop_assert!(key_token(&a).bytes().all(|c| c.is_ascii_alphanumeric() || b"_-=".contains(&c)));
         }
 
         #[test]

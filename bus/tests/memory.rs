@@ -6,10 +6,31 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
+use switchboard_bus::subjects::{Family, op};
 use switchboard_bus::{Bus, DurableStream, Envelope, MemoryBus, subjects};
 
 fn bus() -> Arc<dyn Bus> {
-    Arc::new(MemoryBus::new())
+    Arc::new(MemoryBus::with_lease(common::LEASE))
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_released() {
+    common::a_lease_has_one_holder_until_released(bus()).await;
+}
+
+#[tokio::test]
+async fn a_lease_not_renewed_lapses() {
+    common::a_lease_not_renewed_lapses(bus()).await;
+}
+
+#[tokio::test]
+async fn a_watch_replays_live_keys_then_follows_changes() {
+    common::a_watch_replays_live_keys_then_follows_changes(bus()).await;
+}
+
+#[tokio::test]
+async fn a_pull_takes_at_most_its_share_and_ends() {
+    common::a_pull_takes_at_most_its_share_and_ends(bus(), 0).await;
 }
 
 #[tokio::test]
@@ -72,8 +93,10 @@ async fn a_call_nobody_answers_times_out() {
 async fn each_consumer_takes_only_the_commands_its_filter_matches() {
     let bus = MemoryBus::new();
     bus.publish_durable(Envelope::new(subjects::WA_OUT, "send"), "1").await.unwrap();
-    bus.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, "store"), "2").await.unwrap();
-    let mut chat = bus.consume(DurableStream::Commands, "persist", subjects::CHAT_COMMANDS).await.unwrap();
+    bus.publish_durable(Envelope::new(Family::Chat.command(0, op::SEND_MESSAGE), "store"), "2")
+        .await
+        .unwrap();
+    let mut chat = bus.consume(DurableStream::Commands, "persist", &Family::Chat.partition(0)).await.unwrap();
     let mut whatsapp = bus.consume(DurableStream::Commands, "whatsapp-out", subjects::WA_OUT).await.unwrap();
     let wait = std::time::Duration::from_secs(5);
     let stored = tokio::time::timeout(wait, chat.next()).await.unwrap().unwrap();
@@ -86,15 +109,15 @@ async fn each_consumer_takes_only_the_commands_its_filter_matches() {
 async fn a_consumer_takes_its_subjects_in_publish_order_and_a_nak_keeps_its_place() {
     let bus = MemoryBus::new();
     let order = [
-        (subjects::CMD_SEND_MESSAGE, "1"),
-        (subjects::CMD_SET_STATUS, "2"),
-        (subjects::CMD_SEND_MESSAGE, "3"),
+        (Family::Chat.command(0, op::SEND_MESSAGE), "1"),
+        (Family::Chat.command(0, op::SET_STATUS), "2"),
+        (Family::Chat.command(0, op::SEND_MESSAGE), "3"),
     ];
     for (subject, body) in order {
         bus.publish_durable(Envelope::new(subject, body), body).await.unwrap();
     }
     bus.publish_durable(Envelope::new(subjects::WA_OUT, "not mine"), "4").await.unwrap();
-    let mut chat = bus.consume(DurableStream::Commands, "persist", subjects::CHAT_COMMANDS).await.unwrap();
+    let mut chat = bus.consume(DurableStream::Commands, "persist", &Family::Chat.partition(0)).await.unwrap();
     common::next(&mut chat).await.ack().await.unwrap();
     common::next(&mut chat).await.nak().await.unwrap();
     let rest = [common::next(&mut chat).await, common::next(&mut chat).await];

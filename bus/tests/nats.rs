@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures_util::TryStreamExt;
+use switchboard_bus::subjects::{Family, op};
 use switchboard_bus::{Bus, DurableStream, Envelope, NatsBus, NatsOptions, subjects};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -28,8 +29,34 @@ async fn connect_with(name: &str, options: NatsOptions) -> Arc<dyn Bus> {
     Arc::new(NatsBus::connect_with(&url(), name, options).await.expect("connect to NATS"))
 }
 
+/// Every test connection agrees on the lease, which is the bucket's.
+fn options() -> NatsOptions {
+    NatsOptions { lease: common::LEASE, ..NatsOptions::default() }
+}
+
 async fn bus() -> Arc<dyn Bus> {
-    connect_with("bus-tests", NatsOptions::default()).await
+    connect_with("bus-tests", options()).await
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_released() {
+    common::a_lease_has_one_holder_until_released(bus().await).await;
+}
+
+#[tokio::test]
+async fn a_lease_not_renewed_lapses() {
+    common::a_lease_not_renewed_lapses(bus().await).await;
+}
+
+#[tokio::test]
+async fn a_watch_replays_live_keys_then_follows_changes() {
+    common::a_watch_replays_live_keys_then_follows_changes(bus().await).await;
+}
+
+#[tokio::test]
+async fn a_pull_takes_at_most_its_share_and_ends() {
+    let _turn = commands_turn().await;
+    common::a_pull_takes_at_most_its_share_and_ends(bus().await, 5).await;
 }
 
 /// SB_COMMANDS is a work queue, which allows one consumer without a filter,
@@ -122,11 +149,14 @@ async fn a_call_nobody_answers_times_out() {
 #[tokio::test]
 async fn an_unacknowledged_command_goes_to_another_process() {
     let _turn = commands_turn().await;
-    let quick = NatsOptions { ack_wait: Duration::from_secs(1), ..NatsOptions::default() };
+    let quick = NatsOptions { ack_wait: Duration::from_secs(1), ..options() };
     let (first, second) = (connect_with("first", quick.clone()).await, connect_with("second", quick).await);
     let durable = unique("worker");
     let mut taken = first.consume(DurableStream::Commands, &durable, subjects::COMMANDS).await.unwrap();
-    first.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, "work"), &unique("id")).await.unwrap();
+    first
+        .publish_durable(Envelope::new(Family::Chat.command(0, op::SEND_MESSAGE), "work"), &unique("id"))
+        .await
+        .unwrap();
     assert_eq!(next(&mut taken).await.envelope.payload, "work");
     // The first process dies with the command unacknowledged.
     drop((taken, first));

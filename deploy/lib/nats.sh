@@ -4,6 +4,9 @@
 #                  store dir, wait until it takes connections, export SWITCHBOARD_TEST_NATS_URL
 #   nats_restart   stop it and start it again on the same port and store dir (failover tests)
 #   nats_stop      stop it and remove its store dir
+#   nats_cluster_start N   N servers (nats1..nN) routed into one JetStream cluster; exports
+#                  SWITCHBOARD_TEST_NATS_URL as the comma-separated list of their URLs and
+#                  NATS_CLUSTER_PIDS; nats_stop stops them all
 #
 # Its files live under $RUN_TMP when tests/run set it (so an interrupted run cleans them up),
 # else under $TMPDIR. The log is $NATS_DIR/server.log.
@@ -12,6 +15,7 @@ NATS_BIN=""
 NATS_PID=""
 NATS_PORT=""
 NATS_DIR=""
+NATS_CLUSTER_PIDS=()
 # How long a starting server may take before we give up, in tenths of a second.
 NATS_START_TICKS=100
 
@@ -160,8 +164,62 @@ nats_restart() {
   nats_run "$NATS_PORT"
 }
 
+nats_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+nats_cluster_start() {
+  local count="$1" i routes="" urls=""
+  local -a client monitor route
+  nats_install || return 1
+  NATS_DIR=$(mktemp -d "${RUN_TMP:-${TMPDIR:-/tmp}}/nats.XXXXXX") || return 1
+  # A cluster's routes must be known before any node starts, so its ports are chosen up front.
+  for ((i = 1; i <= count; i++)); do
+    client[i]=$(nats_free_port)
+    monitor[i]=$(nats_free_port)
+    route[i]=$(nats_free_port)
+    routes+="${routes:+,}nats://127.0.0.1:${route[i]}"
+    urls+="${urls:+,}nats://127.0.0.1:${client[i]}"
+  done
+  NATS_CLUSTER_PIDS=()
+  for ((i = 1; i <= count; i++)); do
+    mkdir -p "$NATS_DIR/nats$i"
+    "$NATS_BIN" -js -n "nats$i" -a 127.0.0.1 -p "${client[i]}" -m "${monitor[i]}" \
+      -sd "$NATS_DIR/nats$i/store" --cluster_name switchboard \
+      --cluster "nats://127.0.0.1:${route[i]}" --routes "$routes" \
+      >>"$NATS_DIR/nats$i/server.log" 2>&1 &
+    NATS_CLUSTER_PIDS+=($!)
+  done
+  # /healthz answers 200 once the node's JetStream has joined the cluster's meta group.
+  local tick
+  for ((i = 1; i <= count; i++)); do
+    for ((tick = 0; tick < NATS_START_TICKS * 3; tick++)); do
+      nats_http_ok "127.0.0.1:${monitor[i]}" /healthz && break
+      kill -0 "${NATS_CLUSTER_PIDS[i - 1]}" 2>/dev/null || tick=$((NATS_START_TICKS * 3))
+      sleep 0.1
+    done
+    if ((tick >= NATS_START_TICKS * 3)); then
+      echo "error: nats$i of the NATS cluster was not healthy; its log:" >&2
+      tail -n 20 "$NATS_DIR/nats$i/server.log" >&2
+      nats_stop
+      return 1
+    fi
+  done
+  export SWITCHBOARD_TEST_NATS_URL="$urls"
+  echo "nats: a $count-node nats-server cluster on $urls (logs $NATS_DIR/nats*/server.log)" >&2
+}
+
 nats_stop() {
   nats_kill
+  local pid
+  for pid in "${NATS_CLUSTER_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${NATS_CLUSTER_PIDS[@]}"; do
+    NATS_PID="$pid"
+    nats_kill
+  done
+  NATS_CLUSTER_PIDS=()
   [[ -n "$NATS_DIR" ]] && rm -rf "$NATS_DIR"
   NATS_DIR=""
   NATS_PORT=""

@@ -5,7 +5,8 @@
 use prost::Message as _;
 use switchboard_bus::events::encode;
 use switchboard_bus::rpc::Caller;
-use switchboard_bus::{Envelope, headers, subjects};
+use switchboard_bus::subjects::{Family, op};
+use switchboard_bus::{Envelope, Partitions, headers};
 use switchboard_proto::model::{
     Channel, Conversation, Customer, DeliveryStatus, Message, Sender, Source, StatusUpdate, Timestamp,
 };
@@ -28,11 +29,18 @@ pub struct Draft {
 #[derive(Clone)]
 pub struct Commands {
     caller: Caller,
+    partitions: Partitions,
 }
 
 impl Commands {
-    pub fn new(caller: Caller) -> Self {
-        Self { caller }
+    pub fn new(caller: Caller, partitions: Partitions) -> Self {
+        Self { caller, partitions }
+    }
+
+    /// The subject of `op` for the commands keyed by `key` (a conversation,
+    /// a phone, a tenant): every command of one key goes to one partition.
+    fn subject(&self, family: Family, key: &str, op: &str) -> String {
+        family.command(self.partitions.of(key), op)
     }
 
     /// Stores a message; `false` when it was already stored (a retry).
@@ -48,10 +56,10 @@ impl Commands {
             created_at_ms: Timestamp::now().0,
             create_for: draft.create_for.as_ref().map(Into::into),
         };
-        let envelope =
-            Envelope::new(subjects::CMD_SEND_MESSAGE, encode(&command(command::Kind::SendMessage(send))))
-                .header(headers::CONVERSATION, draft.conversation_id)
-                .header(headers::MESSAGE, id.to_string());
+        let subject = self.subject(Family::Chat, &draft.conversation_id, op::SEND_MESSAGE);
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::SendMessage(send))))
+            .header(headers::CONVERSATION, draft.conversation_id)
+            .header(headers::MESSAGE, id.to_string());
         let result = self.call(envelope).await?;
         match result.outcome {
             Some(command_result::Outcome::Message(m)) => {
@@ -74,11 +82,9 @@ impl Commands {
             customer: Some((&customer).into()),
             at_ms: Timestamp::now().0,
         };
-        let envelope = Envelope::new(
-            subjects::CMD_CREATE_CONVERSATION,
-            encode(&command(command::Kind::CreateConversation(create))),
-        )
-        .header(headers::CONVERSATION, id);
+        let subject = self.subject(Family::Chat, &id, op::CREATE_CONVERSATION);
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::CreateConversation(create))))
+            .header(headers::CONVERSATION, id);
         let result = self.call(envelope).await?;
         match result.outcome {
             Some(command_result::Outcome::Conversation(c)) => {
@@ -91,6 +97,7 @@ impl Commands {
     /// Moves a message's status forward; answers the status it now has.
     pub async fn set_status(
         &self,
+        conversation_id: &str,
         message_id: Uuid,
         status: DeliveryStatus,
     ) -> Result<StatusUpdate, ApiError> {
@@ -99,9 +106,10 @@ impl Commands {
             status: status.as_str().into(),
             at_ms: Timestamp::now().0,
         };
-        let envelope =
-            Envelope::new(subjects::CMD_SET_STATUS, encode(&command(command::Kind::SetStatus(set))))
-                .header(headers::MESSAGE, message_id.to_string());
+        let subject = self.subject(Family::Chat, conversation_id, op::SET_STATUS);
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::SetStatus(set))))
+            .header(headers::CONVERSATION, conversation_id)
+            .header(headers::MESSAGE, message_id.to_string());
         let result = self.call(envelope).await?;
         match result.outcome {
             Some(command_result::Outcome::Status(s)) => s.try_into().map_err(malformed),
@@ -111,6 +119,7 @@ impl Commands {
 
     /// Hands a bot reply over; answers how many sockets got it (0: queued).
     pub async fn bot_reply(&self, phone: String, text: String) -> Result<u32, ApiError> {
+        let subject = self.subject(Family::Chat, &phone, op::BOT_REPLY);
         let reply = pb::BotReply {
             id: Uuid::now_v7().to_string(),
             phone,
@@ -118,8 +127,7 @@ impl Commands {
             at_ms: Timestamp::now().0,
             expires_at_ms: 0,
         };
-        let envelope =
-            Envelope::new(subjects::CMD_BOT_REPLY, encode(&command(command::Kind::BotReply(reply))));
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::BotReply(reply))));
         match self.call(envelope).await?.outcome {
             Some(command_result::Outcome::Delivered(n)) => Ok(n),
             other => Err(unexpected(other)),
@@ -130,10 +138,8 @@ impl Commands {
     /// worker removes them from the queue.
     pub async fn take_bot_replies(&self, phone: &str) -> Result<Vec<pb::BotReply>, ApiError> {
         let take = pb::TakeBotReplies { phone: phone.to_owned(), at_ms: Timestamp::now().0 };
-        let envelope = Envelope::new(
-            subjects::CMD_TAKE_BOT_REPLIES,
-            encode(&command(command::Kind::TakeBotReplies(take))),
-        );
+        let subject = self.subject(Family::Chat, phone, op::TAKE_BOT_REPLIES);
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::TakeBotReplies(take))));
         match self.call(envelope).await?.outcome {
             Some(command_result::Outcome::BotReplies(replies)) => Ok(replies.replies),
             other => Err(unexpected(other)),
@@ -169,7 +175,7 @@ impl Commands {
             data_json: data.to_string(),
             at_ms: Timestamp::now().0,
         };
-        let envelope = Envelope::new(subjects::CMD_SYNC_CHANGE, encode(&change))
+        let envelope = Envelope::new(self.subject(Family::Sync, tenant, op::SYNC_CHANGE), encode(&change))
             .header(headers::TENANT, tenant)
             .header(headers::MESSAGE, change.id.clone());
         let mut answer = self.sync_call(envelope).await?;
@@ -184,8 +190,8 @@ impl Commands {
         ids: Vec<String>,
     ) -> Result<u64, ApiError> {
         let confirm = pb::SyncConfirm { tenant: tenant.to_owned(), cursor, ids };
-        let envelope =
-            Envelope::new(subjects::CMD_SYNC_CONFIRM, encode(&confirm)).header(headers::TENANT, tenant);
+        let subject = self.subject(Family::Sync, tenant, op::SYNC_CONFIRM);
+        let envelope = Envelope::new(subject, encode(&confirm)).header(headers::TENANT, tenant);
         let answer = self.sync_call(envelope).await?;
         answer.get("confirmed").and_then(serde_json::Value::as_u64).ok_or_else(|| unexpected(None))
     }

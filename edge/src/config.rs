@@ -16,6 +16,8 @@ pub struct EdgeConfig {
     pub sync_api_keys: SyncApiKeys,
     /// WhatsApp Cloud API webhooks (verify token, app secret).
     pub whatsapp: WebhookConfig,
+    /// How commands are partitioned: the workers' count.
+    pub partitions: switchboard_bus::Partitions,
 }
 
 /// What the WhatsApp webhook needs to know; both unset: every request is refused.

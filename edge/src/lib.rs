@@ -10,7 +10,8 @@
 //!   limits), [`query`] (query strings), [`auth`] (tokens and who may do
 //!   what), [`rules`] (id and text checks), [`wire`] (what a client sees:
 //!   event names, payloads, the answer shape), [`relay`] (counted bus
-//!   subscriptions that connections share).
+//!   subscriptions that connections share), [`sockets`] (how many this edge
+//!   holds).
 //! - Then: [`session`] (a connection's state), [`feed`] (ordered, gap-free
 //!   delivery per conversation), [`commands`] (writes, as commands to the
 //!   workers), [`state`] ([`state::EdgeState`], what every handler shares),
@@ -35,6 +36,7 @@ pub mod relay;
 pub mod rules;
 pub mod session;
 pub mod socketio;
+pub mod sockets;
 pub mod state;
 pub mod wire;
 pub mod writes;
@@ -43,6 +45,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
+use switchboard_bus::roster::Announcer;
 use switchboard_bus::rpc::Caller;
 use switchboard_store::ReadStore;
 
@@ -61,6 +64,7 @@ pub struct Edge {
     pub state: Arc<EdgeState>,
     native: Arc<NativeRooms>,
     socketio: Arc<Hub>,
+    announcer: Announcer,
 }
 
 impl Edge {
@@ -84,21 +88,25 @@ impl Edge {
         );
         relay_inbox(bus.as_ref(), fanout).await?;
         let cors = http::cors(&config.cors_origins);
-        let state = Arc::new(EdgeState::new(config, bus, store, Commands::new(caller), feeds, metrics));
+        let commands = Commands::new(caller, config.partitions);
+        let state = Arc::new(EdgeState::new(config, bus, store, commands, feeds, metrics));
         let socketio = socketio::start(state.clone(), io);
+        let sockets = state.sockets.clone();
+        let announcer = Announcer::edge(state.bus.leases(), &state.config.node_id, move || sockets.count());
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
             .layer(axum::middleware::map_response(http::json_errors))
             .layer(layer)
             .layer(axum::middleware::map_request(socketio::detach_handshake_head))
             .layer(cors);
-        Ok(Self { router, state, native, socketio })
+        Ok(Self { router, state, native, socketio, announcer })
     }
 
     /// Stops taking sockets and closes the connected ones' transports, which
     /// socket.io clients answer by reconnecting (to another node).
     pub async fn drain(&self) {
         self.state.start_draining();
+        self.announcer.withdraw().await;
         self.native.close_all();
         self.socketio.io.close().await;
     }

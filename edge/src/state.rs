@@ -15,6 +15,7 @@ use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::feed::Feeds;
 use crate::rules::check_id;
+use crate::sockets::Sockets;
 
 pub struct EdgeState {
     pub config: EdgeConfig,
@@ -24,6 +25,7 @@ pub struct EdgeState {
     pub feeds: Feeds,
     pub verifier: Verifier,
     pub metrics: PrometheusHandle,
+    pub sockets: Sockets,
     draining: AtomicBool,
 }
 
@@ -37,7 +39,18 @@ impl EdgeState {
         metrics: PrometheusHandle,
     ) -> Self {
         let verifier = Verifier::hs256(&config.jwt_secret);
-        Self { config, bus, store, commands, feeds, verifier, metrics, draining: AtomicBool::new(false) }
+        let sockets = Sockets::default();
+        Self {
+            config,
+            bus,
+            store,
+            commands,
+            feeds,
+            verifier,
+            metrics,
+            sockets,
+            draining: AtomicBool::new(false),
+        }
     }
 
     /// The conversation, when this caller may use it. A customer's listed

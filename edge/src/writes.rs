@@ -61,5 +61,5 @@ pub async fn set_status(
         .filter(|m| expected.is_none_or(|c| c == m.conversation_id))
         .ok_or_else(|| ApiError::not_found(format!("message {message_id} not found in that conversation")))?;
     state.conversation_for(who, &message.conversation_id).await?;
-    state.commands.set_status(message_id, status).await
+    state.commands.set_status(&message.conversation_id, message_id, status).await
 }

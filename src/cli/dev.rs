@@ -11,7 +11,10 @@ use super::serve::{bind, edge_config, metrics_recorder, serve};
 use super::settings::Resolved;
 use super::token::expires_in;
 
-pub async fn run(settings: Resolved) -> anyhow::Result<()> {
+pub async fn run(mut settings: Resolved) -> anyhow::Result<()> {
+    // One worker of each kind owns everything: more partitions would only
+    // add pull loops.
+    settings.partitions.get_or_insert(1);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let (secret, generated) = match settings.jwt_secret.clone() {
@@ -22,11 +25,12 @@ pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let database = format!("sqlite:{}", settings.data_dir.join("switchboard.db").display());
     let store = switchboard_store::open(&database).await?;
     // One bus for every part of the process.
-    let bus = switchboard_bus::connect("memory:", "dev", Default::default()).await?;
+    let bus = switchboard_bus::connect("memory:", "dev", settings.bus_options()).await?;
     let deps = Deps {
         bus: bus.clone(),
         store: store.clone(),
         node: "dev-worker".into(),
+        partitions: settings.partitions(),
         bot_reply_ttl: settings.bot_reply_ttl,
         // Harmless without WhatsApp settings: nothing arrives, and sends fail as not configured.
         whatsapp: settings.whatsapp.clone(),

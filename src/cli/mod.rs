@@ -12,6 +12,7 @@ mod edge;
 mod migrate;
 mod serve;
 mod settings;
+mod status;
 mod tail;
 mod token;
 mod worker;
@@ -40,6 +41,8 @@ enum Command {
     Migrate(settings::Settings),
     /// Print what flows on the bus as JSON lines.
     Tail(tail::TailArgs),
+    /// The cluster at a glance: edges, workers, partitions and their backlog.
+    Status(status::StatusArgs),
     /// Print a signed token (HS256 with the configured secret).
     Token(token::TokenArgs),
 }
@@ -60,6 +63,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Worker { kind } => runtime.block_on(worker::run(kind)),
         Command::Migrate(settings) => runtime.block_on(migrate::run(settings.resolve()?)),
         Command::Tail(args) => runtime.block_on(tail::run(args)),
+        Command::Status(args) => runtime.block_on(status::run(args)),
         Command::Token(args) => token::run(args),
     }
 }

@@ -27,6 +27,7 @@ pub fn edge_config(settings: &Resolved, node_id: &str, jwt_secret: String) -> Ed
         limits: settings.limits.clone(),
         sync_api_keys: settings.sync_api_keys.clone(),
         whatsapp: settings.wa_webhook.clone(),
+        partitions: settings.partitions(),
     }
 }
 

@@ -43,6 +43,10 @@ settings! {
     nats_url: String = "SWITCHBOARD_NATS_URL",
     /// Copies of each JetStream stream (3 on a three-node NATS cluster).
     nats_replicas: usize = "SWITCHBOARD_NATS_REPLICAS",
+    /// Partitions of chat and sync commands; the same in every process (default 32, `dev` 1).
+    partitions: u32 = "SWITCHBOARD_PARTITIONS",
+    /// How long a worker's hold on a partition lasts without renewal (default 3000).
+    lease_ms: u64 = "SWITCHBOARD_LEASE_MS",
     /// PostgreSQL of a scale-out cluster.
     database_url: String = "SWITCHBOARD_DATABASE_URL",
     /// This process's name on the bus; unique per process (default: role and a random suffix).
@@ -96,6 +100,9 @@ pub struct Resolved {
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
     pub nats_replicas: usize,
+    /// As configured; each mode has its default.
+    pub partitions: Option<u32>,
+    pub lease: Duration,
     pub database_url: Option<String>,
     pub node_id: Option<String>,
     pub jwt_secret: Option<String>,
@@ -139,6 +146,8 @@ impl Settings {
             data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
             nats_url: s.nats_url.filter(|u| !u.is_empty()),
             nats_replicas: s.nats_replicas.unwrap_or(1).max(1),
+            partitions: s.partitions,
+            lease: s.lease_ms.map_or(switchboard_bus::leases::DEFAULT_TTL, Duration::from_millis),
             database_url: s.database_url.filter(|u| !u.is_empty()),
             node_id: s.node_id.filter(|n| !n.is_empty()),
             jwt_secret: s.jwt_secret.filter(|s| !s.is_empty()),
@@ -176,7 +185,12 @@ impl Resolved {
 
     /// How this process uses NATS.
     pub fn bus_options(&self) -> switchboard_bus::NatsOptions {
-        switchboard_bus::NatsOptions { replicas: self.nats_replicas, ..Default::default() }
+        switchboard_bus::NatsOptions { replicas: self.nats_replicas, lease: self.lease, ..Default::default() }
+    }
+
+    /// The partitions of a cluster's commands.
+    pub fn partitions(&self) -> switchboard_bus::Partitions {
+        switchboard_bus::Partitions::new(self.partitions.unwrap_or(switchboard_bus::partition::DEFAULT_COUNT))
     }
 
     pub fn require_database(&self) -> anyhow::Result<&str> {

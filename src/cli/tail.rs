@@ -4,7 +4,7 @@
 use futures_util::StreamExt;
 use prost::Message as _;
 use serde_json::{Value, json};
-use switchboard_bus::{Envelope, headers};
+use switchboard_bus::{Envelope, headers, subjects};
 use switchboard_proto::pb;
 
 use super::settings::Settings;
@@ -47,8 +47,10 @@ fn body(envelope: &Envelope) -> Value {
         Some("conversation.new" | "conversation.updated") => as_json(pb::Conversation::decode(bytes)),
         Some("bot.reply") => as_json(pb::BotReply::decode(bytes)),
         Some("sync.pending") => as_json(pb::SyncChange::decode(bytes)),
-        _ if envelope.subject == "sb.cmd.sync.change" => as_json(pb::SyncChange::decode(bytes)),
-        _ if envelope.subject == "sb.cmd.sync.confirm" => as_json(pb::SyncConfirm::decode(bytes)),
+        _ if envelope.subject.starts_with("sb.cmd.sync.") => match subjects::operation(&envelope.subject) {
+            subjects::op::SYNC_CONFIRM => as_json(pb::SyncConfirm::decode(bytes)),
+            _ => as_json(pb::SyncChange::decode(bytes)),
+        },
         _ if envelope.subject.starts_with("sb.cmd.") => as_json(pb::Command::decode(bytes)),
         _ if envelope.subject.starts_with("sb.reply.") => as_json(pb::CommandResult::decode(bytes)),
         _ => None,

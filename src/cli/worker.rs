@@ -28,6 +28,7 @@ pub async fn run(kind: WorkerKind) -> anyhow::Result<()> {
         bus: switchboard_bus::connect(settings.require_nats()?, &node, settings.bus_options()).await?,
         store: switchboard_store::open(settings.require_database()?).await?,
         node: node.clone(),
+        partitions: settings.partitions(),
         bot_reply_ttl: settings.bot_reply_ttl,
         whatsapp: settings.whatsapp.clone(),
     };

@@ -9,12 +9,14 @@
 //! - [`sync`]: the tenants' outboxes of sync changes (point-of-sale sync clients).
 //! - [`whatsapp`]: the outbox of messages sent through the WhatsApp Graph API.
 //! - `append`: a batch of messages in a handful of statements, for both stores.
+//! - [`partitions`]: the epochs that fence a partition's old owner out.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same
 //! transaction that stores it, from its conversation's `last_offset`, so
 //! offsets start at 1 and have no gaps whoever writes.
 
 mod append;
+pub mod partitions;
 pub mod postgres;
 pub mod sqlite;
 pub mod sync;
@@ -27,6 +29,7 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+pub use partitions::{Fence, PartitionStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use sync::{Change, Confirm, NewChange, SyncReads, SyncStore};
@@ -42,6 +45,8 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("a store URL starts with sqlite: or postgres://, not {0:?}")]
     UnknownUrl(String),
+    #[error("partition {partition} of {kind} has a newer owner")]
+    Fenced { kind: String, partition: u32 },
 }
 
 /// Opens the store a URL names: `sqlite:<path>` (the file is created when
@@ -177,19 +182,21 @@ pub trait ReadStore: SyncReads + Send + Sync + 'static {
 
 /// The whole store, for workers.
 #[async_trait]
-pub trait Store: ReadStore + SyncStore + WhatsappStore {
+pub trait Store: ReadStore + SyncStore + WhatsappStore + PartitionStore {
     /// Creates it, or returns the existing one (`false`) when the id is taken.
     async fn create_conversation(&self, new: NewConversation) -> Result<(Conversation, bool)>;
-    /// Stores one message with the next offset, idempotently: a batch of one.
+    /// Stores one message with the next offset, idempotently: a batch of one,
+    /// outside any partition.
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
-        let mut outcomes = self.append_messages(std::slice::from_ref(&new)).await?;
+        let mut outcomes = self.append_messages(std::slice::from_ref(&new), &Fence::none()).await?;
         outcomes.pop().unwrap_or(Err(StoreError::Corrupt("a batch of one answered nothing")))
     }
     /// Stores a batch in one transaction, in order; a message whose
     /// conversation is missing gets its own `ConversationNotFound` and does
     /// not stop the others. `Err` only when the transaction itself failed
-    /// (then nothing of the batch was stored).
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>>;
+    /// (then nothing of the batch was stored), [`StoreError::Fenced`] among
+    /// them when a partition of `fence` has a newer owner.
+    async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>>;
     /// Moves a message's status forward; `None` when the message is unknown.
     async fn set_status(
         &self,

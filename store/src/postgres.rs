@@ -16,9 +16,10 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+use crate::partitions::{CLAIM, Epochs};
 use crate::{
-    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, ReadStore, Result, StatusChange,
-    Store, StoreError,
+    Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
+    Result, StatusChange, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -240,8 +241,12 @@ impl Store for PgStore {
         .await
     }
 
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| crate::append::append_batch(conn, batch).await).await
+    async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
+        self.write(async |conn| {
+            crate::partitions::check(conn, fence).await?;
+            crate::append::append_batch(conn, batch).await
+        })
+        .await
     }
 
     async fn set_status(
@@ -286,6 +291,29 @@ impl Store for PgStore {
     async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl PartitionStore for PgStore {
+    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64> {
+        let claim = sqlx::query_scalar(CLAIM).bind(kind).bind(i64::from(partition)).bind(owner);
+        let epoch: i64 = claim.fetch_one(&self.pool).await?;
+        Ok(epoch as u64)
+    }
+}
+
+/// Held shared until the batch commits, so a claim waits for it.
+impl Epochs for PgConnection {
+    async fn epochs(&mut self, kind: &str, partitions: &[i64]) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT partition_id::bigint, epoch FROM partition_epochs \
+             WHERE kind = $1 AND partition_id = ANY($2::int[]) FOR SHARE",
+        )
+        .bind(kind)
+        .bind(partitions.iter().map(|&p| p as i32).collect::<Vec<_>>())
+        .fetch_all(self)
+        .await?)
     }
 }
 

@@ -18,9 +18,10 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+use crate::partitions::{CLAIM, Epochs};
 use crate::{
-    Appended, InboxFilter, NewConversation, NewMessage, QueuedBotReply, ReadStore, Result, StatusChange,
-    Store, StoreError,
+    Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
+    Result, StatusChange, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -221,8 +222,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_messages(&self, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| crate::append::append_batch(conn, batch).await).await
+    async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
+        self.write(async |conn| {
+            crate::partitions::check(conn, fence).await?;
+            crate::append::append_batch(conn, batch).await
+        })
+        .await
     }
 
     async fn set_status(
@@ -276,6 +281,31 @@ impl Store for SqliteStore {
     async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl PartitionStore for SqliteStore {
+    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64> {
+        let epoch: i64 = self
+            .write(async |conn| {
+                let claim = sqlx::query_scalar(CLAIM).bind(kind).bind(i64::from(partition)).bind(owner);
+                Ok(claim.fetch_one(conn).await?)
+            })
+            .await?;
+        Ok(epoch as u64)
+    }
+}
+
+/// `BEGIN IMMEDIATE` already keeps every other writer out until the commit.
+impl Epochs for SqliteConnection {
+    async fn epochs(&mut self, kind: &str, partitions: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT partition_id, epoch FROM partition_epochs WHERE kind = $1")
+                .bind(kind)
+                .fetch_all(self)
+                .await?;
+        Ok(rows.into_iter().filter(|(p, _)| partitions.contains(p)).collect())
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::{PgConnection, Row, SqliteConnection};
 use switchboard_proto::model::Timestamp;
 use uuid::Uuid;
 
-use crate::{PgStore, Result, SqliteStore, StoreError};
+use crate::{Fence, PgStore, Result, SqliteStore, StoreError};
 
 /// A change to put in a tenant's outbox.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +82,7 @@ pub trait SyncReads: Send + Sync + 'static {
 pub trait SyncStore: SyncReads {
     /// Stores a change with its tenant's next seq; an id already stored
     /// returns the stored change and `false`.
-    async fn append_change(&self, new: NewChange) -> Result<(Change, bool)>;
+    async fn append_change(&self, new: NewChange, fence: &Fence) -> Result<(Change, bool)>;
     /// Marks changes confirmed; answers how many were unconfirmed before.
     async fn confirm_changes(&self, tenant: &str, confirm: &Confirm, at: Timestamp) -> Result<u64>;
 }
@@ -123,9 +123,10 @@ async fn sqlite_change(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<C
 
 #[async_trait]
 impl SyncStore for SqliteStore {
-    async fn append_change(&self, new: NewChange) -> Result<(Change, bool)> {
+    async fn append_change(&self, new: NewChange, fence: &Fence) -> Result<(Change, bool)> {
         // BEGIN IMMEDIATE holds the write lock: no other writer reads last_seq meanwhile.
         self.write(async |conn| {
+            crate::partitions::check(conn, fence).await?;
             if let Some(stored) = sqlite_change(conn, new.id).await? {
                 return Ok((stored, false));
             }
@@ -265,8 +266,9 @@ async fn pg_change(conn: &mut PgConnection, id: Uuid) -> Result<Option<Change>> 
 
 #[async_trait]
 impl SyncStore for PgStore {
-    async fn append_change(&self, new: NewChange) -> Result<(Change, bool)> {
+    async fn append_change(&self, new: NewChange, fence: &Fence) -> Result<(Change, bool)> {
         self.write(async |conn| {
+            crate::partitions::check(conn, fence).await?;
             sqlx::query("INSERT INTO sync_tenants (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING")
                 .bind(&new.tenant)
                 .execute(&mut *conn)

@@ -2,7 +2,9 @@
 //!
 //! - [`runner`]: the one consume loop every worker runs: batches, answers,
 //!   ack or nak, retries, and giving up on a command whose caller has waited
-//!   too long.
+//!   too long; for partitioned commands, over the partitions this process owns.
+//! - [`ownership`]: which partitions this process owns: leases, an even
+//!   share among the live workers, hand-over, and the store's epochs.
 //! - [`registry`]: the kinds of worker, one table for `switchboard worker
 //!   <kind>` and `switchboard dev`.
 //! - [`persist`]: the chat command stream into the store: messages get their
@@ -15,6 +17,7 @@
 //!   [`whatsapp::outbound::Forward`] hook queues a WhatsApp send before a
 //!   message's command is acknowledged.
 
+pub mod ownership;
 pub mod persist;
 pub mod registry;
 pub mod runner;

@@ -1,5 +1,11 @@
 //! `worker persist`: handles each durable command once, acknowledging it only
 //! after the store committed, then publishes what changed.
+//!
+//! It takes the chat commands of the partitions it owns. Messages are stored
+//! under the partitions' epochs, so a worker that lost a partition appends
+//! nothing after its successor; the other commands need no fence, being
+//! idempotent (a conversation's creation, a queued bot reply) or only moving
+//! forward (a status).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,15 +17,14 @@ use futures_util::future::join_all;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::Caller;
-use switchboard_bus::{Bus, Delivery, Envelope, subjects};
+use switchboard_bus::subjects::Family;
+use switchboard_bus::{Bus, Delivery, Envelope, Partitions};
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
-use switchboard_store::{Appended, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
+use switchboard_store::{Appended, Fence, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
 
-use crate::runner::{self, Handler, Intake, Outcome};
+use crate::runner::{self, Handler, Outcome, Partitioned};
 
-/// The durable consumer every persist process shares.
-pub const DURABLE: &str = "persist";
 /// How long a bot reply waits for an edge to say it reached a socket.
 const BOT_REPLY_WAIT: Duration = Duration::from_millis(150);
 /// The most commands stored in one transaction.
@@ -38,6 +43,8 @@ pub trait AfterAppend: Send + Sync {
 pub struct Persist {
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
+    node: String,
+    partitions: Partitions,
     caller: Caller,
     bot_reply_ttl: Duration,
     after_append: Vec<Arc<dyn AfterAppend>>,
@@ -50,11 +57,12 @@ impl Persist {
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
         node: &str,
+        partitions: Partitions,
         bot_reply_ttl: Duration,
         after_append: Vec<Arc<dyn AfterAppend>>,
     ) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
-        Ok(Self { bus, store, caller, bot_reply_ttl, after_append })
+        Ok(Self { bus, store, node: node.to_owned(), partitions, caller, bot_reply_ttl, after_append })
     }
 
     /// Consumes commands until the bus closes the consumer. Whatever is ready
@@ -63,9 +71,9 @@ impl Persist {
     ///
     /// When `stop` completes, the batch in hand is finished and nothing more taken.
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake =
-            Intake { durable: DURABLE, filter: subjects::CHAT_COMMANDS, batch: BATCH, concurrency: 1 };
-        runner::run(self.bus.as_ref(), intake, &self, stop).await
+        let intake = Partitioned { family: Family::Chat, partitions: self.partitions, batch: BATCH };
+        let (bus, store) = (self.bus.clone(), self.store.clone());
+        runner::run_partitioned(bus, store, &self.node, intake, &self, stop).await
     }
 
     async fn handle_one(&self, command: Option<command::Kind>) -> Outcome {
@@ -84,7 +92,12 @@ impl Persist {
 
     /// Stores a run of messages in one transaction; the outcome of each, by
     /// its place in the batch.
-    async fn store_messages(&self, sends: Vec<(usize, pb::SendMessage)>, outcomes: &mut [Option<Outcome>]) {
+    async fn store_messages(
+        &self,
+        sends: Vec<(usize, pb::SendMessage)>,
+        fence: &Fence,
+        outcomes: &mut [Option<Outcome>],
+    ) {
         let mut valid = Vec::with_capacity(sends.len());
         for (at, send) in sends {
             match new_message(send) {
@@ -96,8 +109,14 @@ impl Persist {
             return;
         }
         let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
-        let appended = match self.store.append_messages(&batch).await {
+        let appended = match self.store.append_messages(&batch, fence).await {
             Ok(appended) => appended,
+            Err(StoreError::Fenced { partition, .. }) => {
+                for (at, _) in valid {
+                    outcomes[at] = Some(Outcome::Fenced(partition));
+                }
+                return;
+            }
             Err(e) => {
                 // Nothing of the batch was stored: each is retried.
                 let error = e.to_string();
@@ -248,19 +267,19 @@ impl Persist {
 impl Handler for Persist {
     /// Runs of messages are stored together; any other command runs between
     /// them, after the messages before it, so order is kept.
-    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+    async fn handle(&self, batch: &[Delivery], fence: &Fence) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
         let mut sends = Vec::new();
         for (at, delivery) in batch.iter().enumerate() {
             match decode(&delivery.envelope) {
                 Some(command::Kind::SendMessage(send)) => sends.push((at, send)),
                 other => {
-                    self.store_messages(std::mem::take(&mut sends), &mut outcomes).await;
+                    self.store_messages(std::mem::take(&mut sends), fence, &mut outcomes).await;
                     outcomes[at] = Some(self.handle_one(other).await);
                 }
             }
         }
-        self.store_messages(sends, &mut outcomes).await;
+        self.store_messages(sends, fence, &mut outcomes).await;
         outcomes.into_iter().map(|o| o.expect("every command has an outcome")).collect()
     }
 

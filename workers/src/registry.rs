@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_bus::Bus;
+use switchboard_bus::{Bus, Partitions};
 use switchboard_store::Store;
 
 use crate::persist::Persist;
@@ -29,6 +29,8 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// This process's name on the bus.
     pub node: String,
+    /// How chat and sync commands are partitioned (the same in every process).
+    pub partitions: Partitions,
     /// How long a bot reply waits for its user when it does not say.
     pub bot_reply_ttl: Duration,
     pub whatsapp: WhatsappConfig,
@@ -48,14 +50,16 @@ impl Kind {
     /// Runs until the bus closes its consumers or `stop` completes (work in
     /// hand is finished, nothing more taken).
     pub async fn run(self, deps: Deps, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Deps { bus, store, node, bot_reply_ttl, whatsapp } = deps;
+        let Deps { bus, store, node, partitions, bot_reply_ttl, whatsapp } = deps;
         match self {
             Kind::Persist => {
                 // WhatsApp's sends are queued before a message's command is acknowledged.
                 let forward = Arc::new(Forward { bus: bus.clone() });
-                Persist::new(bus, store, &node, bot_reply_ttl, vec![forward]).await?.run(stop).await?
+                let persist =
+                    Persist::new(bus, store, &node, partitions, bot_reply_ttl, vec![forward]).await?;
+                persist.run(stop).await?
             }
-            Kind::Sync => SyncWorker::new(bus, store).run(stop).await?,
+            Kind::Sync => SyncWorker::new(bus, store, &node, partitions).run(stop).await?,
             Kind::Whatsapp => Whatsapp::new(bus, store, whatsapp).run(stop).await?,
         }
         Ok(())

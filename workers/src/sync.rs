@@ -1,7 +1,9 @@
 //! `worker sync`: the tenants' outboxes of sync changes. Stores each change
-//! from `sb.cmd.sync.change` once, acknowledges it only after the commit, and
-//! tells the edges on `sb.sync.<tenant>.pending`; confirmations
-//! (`sb.cmd.sync.confirm`) go through it too, so edges never write the store.
+//! from `sb.cmd.sync.<partition>.change` once (partitioned by tenant, and
+//! fenced like messages), acknowledges it only after the commit, and tells
+//! the edges on `sb.sync.<tenant>.pending`; confirmations
+//! (`sb.cmd.sync.<partition>.confirm`) go through it too, so edges never
+//! write the store.
 //!
 //! Answers (to `Sb-Reply-To`) are JSON: `{created, change}`, `{confirmed}` or
 //! `{error:{code, message}}`.
@@ -15,16 +17,15 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::{Value, json};
 use switchboard_bus::events::{encode, kind};
-use switchboard_bus::{Bus, Delivery, Envelope, headers, subjects};
+use switchboard_bus::subjects::{self, Family, op};
+use switchboard_bus::{Bus, Delivery, Envelope, Partitions, headers};
 use switchboard_proto::model::Timestamp;
 use switchboard_proto::pb;
-use switchboard_store::{Confirm, NewChange, StoreError, SyncStore};
+use switchboard_store::{Confirm, Fence, NewChange, Store, StoreError};
 use uuid::Uuid;
 
-use crate::runner::{self, Handler, Intake, Outcome};
+use crate::runner::{self, Handler, Outcome, Partitioned};
 
-/// The durable consumer every sync process shares.
-pub const DURABLE: &str = "sync";
 /// The most commands taken at once; a tenant is notified once per batch.
 const BATCH: usize = 128;
 /// Pause before a command that hit a transient failure is retried.
@@ -34,31 +35,37 @@ const MAX_NAME_LEN: usize = 128;
 
 pub struct SyncWorker {
     bus: Arc<dyn Bus>,
-    store: Arc<dyn SyncStore>,
+    store: Arc<dyn Store>,
+    node: String,
+    partitions: Partitions,
 }
 
 impl SyncWorker {
-    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn SyncStore>) -> Self {
-        Self { bus, store }
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, node: &str, partitions: Partitions) -> Self {
+        Self { bus, store, node: node.to_owned(), partitions }
     }
 
     /// Consumes sync commands until the bus closes the consumer or `stop`
     /// completes (the batch in hand is finished first).
     pub async fn run(self, stop: impl Future<Output = ()>) -> switchboard_bus::Result<()> {
-        let intake =
-            Intake { durable: DURABLE, filter: subjects::SYNC_COMMANDS, batch: BATCH, concurrency: 1 };
-        runner::run(self.bus.as_ref(), intake, &self, stop).await
+        let intake = Partitioned { family: Family::Sync, partitions: self.partitions, batch: BATCH };
+        let (bus, store) = (self.bus.clone(), self.store.clone());
+        runner::run_partitioned(bus, store, &self.node, intake, &self, stop).await
     }
 
     /// The answer to one command and, for a stored change, the tenant to notify.
-    async fn handle_one(&self, envelope: &Envelope) -> Result<(Value, Option<pb::SyncChange>), Failure> {
+    async fn handle_one(
+        &self,
+        envelope: &Envelope,
+        fence: &Fence,
+    ) -> Result<(Value, Option<pb::SyncChange>), Failure> {
         let payload = &envelope.payload[..];
-        match envelope.subject.as_str() {
-            subjects::CMD_SYNC_CHANGE => match pb::SyncChange::decode(payload) {
-                Ok(change) => self.append(change).await,
+        match subjects::operation(&envelope.subject) {
+            op::SYNC_CHANGE => match pb::SyncChange::decode(payload) {
+                Ok(change) => self.append(change, fence).await,
                 Err(_) => Err(Failure::Refused("undecodable SyncChange".into())),
             },
-            subjects::CMD_SYNC_CONFIRM => match pb::SyncConfirm::decode(payload) {
+            op::SYNC_CONFIRM => match pb::SyncConfirm::decode(payload) {
                 Ok(confirm) => self.confirm(confirm).await,
                 Err(_) => Err(Failure::Refused("undecodable SyncConfirm".into())),
             },
@@ -66,9 +73,13 @@ impl SyncWorker {
         }
     }
 
-    async fn append(&self, change: pb::SyncChange) -> Result<(Value, Option<pb::SyncChange>), Failure> {
+    async fn append(
+        &self,
+        change: pb::SyncChange,
+        fence: &Fence,
+    ) -> Result<(Value, Option<pb::SyncChange>), Failure> {
         let new = new_change(&change)?;
-        let (stored, created) = self.store.append_change(new).await?;
+        let (stored, created) = self.store.append_change(new, fence).await?;
         let notify = pb::SyncChange {
             id: stored.id.to_string(),
             tenant: stored.tenant.clone(),
@@ -105,11 +116,13 @@ impl Handler for SyncWorker {
     /// Stores each change, then notifies each tenant once: a notice that
     /// cannot be published returns that tenant's commands for redelivery
     /// (storing them again adds nothing).
-    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+    async fn handle(&self, batch: &[Delivery], fence: &Fence) -> Vec<Outcome> {
+        let issued = Timestamp::now();
+        let retry = |error: String| Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE };
         let mut handled = Vec::with_capacity(batch.len());
         let mut tenants: BTreeMap<String, pb::SyncChange> = BTreeMap::new();
         for delivery in batch {
-            let outcome = match self.handle_one(&delivery.envelope).await {
+            let outcome = match self.handle_one(&delivery.envelope, fence).await {
                 Ok((answer, notify)) => {
                     let tenant = notify.map(|change| {
                         let tenant = change.tenant.clone();
@@ -121,7 +134,8 @@ impl Handler for SyncWorker {
                 Err(Failure::Refused(message)) => {
                     Ok((json!({ "error": { "code": "bad_request", "message": message } }), None))
                 }
-                Err(Failure::Store(e)) => Err(e.to_string()),
+                Err(Failure::Store(StoreError::Fenced { partition, .. })) => Err(Outcome::Fenced(partition)),
+                Err(Failure::Store(e)) => Err(retry(e.to_string())),
             };
             handled.push(outcome);
         }
@@ -134,8 +148,6 @@ impl Handler for SyncWorker {
                 failed.insert(tenant, e.to_string());
             }
         }
-        let issued = Timestamp::now();
-        let retry = |error: String| Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE };
         handled
             .into_iter()
             .map(|outcome| match outcome {
@@ -144,7 +156,7 @@ impl Handler for SyncWorker {
                     Some(error) => retry(error.clone()),
                     None => Outcome::Done(Some(Bytes::from(answer.to_string()))),
                 },
-                Err(error) => retry(error),
+                Err(outcome) => outcome,
             })
             .collect()
     }

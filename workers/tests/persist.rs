@@ -8,13 +8,17 @@ use futures_util::StreamExt;
 use prost::Message as _;
 use switchboard_bus::events::{Event, encode};
 use switchboard_bus::rpc::Caller;
-use switchboard_bus::{Bus, Envelope, MemoryBus, Subscription, subjects};
+use switchboard_bus::subjects::{self, Family, op};
+use switchboard_bus::{Bus, Envelope, MemoryBus, Partitions, Subscription};
 use switchboard_proto::model::{Channel, Customer, Message, Timestamp};
 use switchboard_proto::pb::{self, command, command_result};
-use switchboard_store::{NewConversation, ReadStore, SqliteStore, Store};
+use switchboard_store::{NewConversation, SqliteStore, Store};
 use switchboard_workers::registry::{Deps, Kind};
 use switchboard_workers::whatsapp::WhatsappConfig;
 use uuid::Uuid;
+
+/// More than one, so a batch spans partitions.
+const PARTITIONS: Partitions = Partitions::new(4);
 
 struct World {
     bus: Arc<dyn Bus>,
@@ -36,6 +40,7 @@ async fn world() -> World {
         bus: bus.clone(),
         store: store.clone(),
         node: "test-worker".into(),
+        partitions: PARTITIONS,
         bot_reply_ttl: Duration::from_secs(60),
         whatsapp: WhatsappConfig::default(),
     };
@@ -56,7 +61,7 @@ fn send(conversation: &str, text: &str, client_msg_id: Option<&str>) -> Envelope
         create_for: None,
     };
     let command = pb::Command { kind: Some(command::Kind::SendMessage(send)) };
-    Envelope::new(subjects::CMD_SEND_MESSAGE, encode(&command))
+    Envelope::new(Family::Chat.command(PARTITIONS.of(conversation), op::SEND_MESSAGE), encode(&command))
 }
 
 /// Sends like an edge, and reads the answer.
@@ -139,7 +144,8 @@ async fn a_message_for_a_missing_conversation_is_refused_and_the_rest_of_its_bat
 #[tokio::test]
 async fn a_malformed_command_is_refused_not_retried() {
     let world = world().await;
-    let garbage = Envelope::new(subjects::CMD_SEND_MESSAGE, bytes::Bytes::from_static(b"\xff\xff"));
+    let garbage =
+        Envelope::new(Family::Chat.command(0, op::SEND_MESSAGE), bytes::Bytes::from_static(b"\xff\xff"));
     match call(&world, garbage).await.outcome {
         Some(command_result::Outcome::Error(e)) => assert_eq!(e.code, "bad_request"),
         other => panic!("expected bad_request, got {other:?}"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use switchboard_bus::rpc::{Caller, reply};
+use switchboard_bus::subjects::{Family, op};
 use switchboard_bus::{Bus, BusError, DurableStream, Envelope, headers, subjects};
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -59,7 +60,10 @@ pub async fn durable_publish_is_deduplicated_and_shared_between_consumers(
 ) {
     let (m1, m2) = (unique("m1"), unique("m2"));
     for (id, body) in [(&m1, "one"), (&m1, "one again"), (&m2, "two")] {
-        first.publish_durable(Envelope::new(subjects::CMD_SEND_MESSAGE, body), id).await.unwrap();
+        first
+            .publish_durable(Envelope::new(Family::Chat.command(0, op::SEND_MESSAGE), body), id)
+            .await
+            .unwrap();
     }
     let a = first.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
     let b = second.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
@@ -76,7 +80,9 @@ pub async fn durable_publish_is_deduplicated_and_shared_between_consumers(
 
 pub async fn a_nak_redelivers(bus: Arc<dyn Bus>, durable: &str) {
     let mut consumer = bus.consume(DurableStream::Commands, durable, subjects::COMMANDS).await.unwrap();
-    bus.publish_durable(Envelope::new(subjects::CMD_SET_STATUS, "again"), &unique("id")).await.unwrap();
+    bus.publish_durable(Envelope::new(Family::Chat.command(0, op::SET_STATUS), "again"), &unique("id"))
+        .await
+        .unwrap();
     next(&mut consumer).await.nak().await.unwrap();
     let redelivered = next(&mut consumer).await;
     assert_eq!(redelivered.envelope.payload, "again");
@@ -114,8 +120,8 @@ pub async fn a_call_gets_the_answer_to_its_own_command(bus: Arc<dyn Bus>, durabl
     });
     let (id_a, id_b) = (unique("a"), unique("b"));
     let (a, b) = tokio::join!(
-        caller.call(Envelope::new(subjects::CMD_BOT_REPLY, "a"), &id_a),
-        caller.call(Envelope::new(subjects::CMD_BOT_REPLY, "b"), &id_b),
+        caller.call(Envelope::new(Family::Chat.command(0, op::BOT_REPLY), "a"), &id_a),
+        caller.call(Envelope::new(Family::Chat.command(0, op::BOT_REPLY), "b"), &id_b),
     );
     worker.abort();
     assert_eq!(a.unwrap(), "done a");
@@ -124,6 +130,96 @@ pub async fn a_call_gets_the_answer_to_its_own_command(bus: Arc<dyn Bus>, durabl
 
 pub async fn a_call_nobody_answers_times_out(bus: Arc<dyn Bus>) {
     let caller = Caller::start(bus, &unique("edge"), Duration::from_millis(50)).await.unwrap();
-    let err = caller.call(Envelope::new(subjects::CMD_BOT_REPLY, "a"), &unique("a")).await.unwrap_err();
+    let err = caller
+        .call(Envelope::new(Family::Chat.command(0, op::BOT_REPLY), "a"), &unique("a"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, BusError::Timeout(_)), "{err:?}");
+}
+
+/// The lease every test bus is made with: short, so a lapse is seen quickly.
+pub const LEASE: Duration = Duration::from_secs(1);
+
+pub async fn a_lease_has_one_holder_until_released(bus: Arc<dyn Bus>) {
+    let leases = bus.leases();
+    let key = format!("owner.test.{}", unique("p"));
+    let first = leases.acquire(&key, "a".into()).await.unwrap().expect("a free key is taken");
+    assert_eq!(leases.acquire(&key, "b".into()).await.unwrap(), None, "a held key is not taken again");
+    let renewed = leases.renew(&key, "a".into(), first).await.unwrap().expect("its holder renews it");
+    assert!(renewed > first);
+    assert_eq!(leases.renew(&key, "x".into(), first).await.unwrap(), None, "a stale revision renews nothing");
+    leases.release(&key, Some(first)).await.unwrap();
+    assert_eq!(leases.acquire(&key, "b".into()).await.unwrap(), None, "a stale release lets nothing go");
+    leases.release(&key, Some(renewed)).await.unwrap();
+    assert!(leases.acquire(&key, "b".into()).await.unwrap().is_some(), "released, it is free");
+}
+
+pub async fn a_lease_not_renewed_lapses(bus: Arc<dyn Bus>) {
+    let leases = bus.leases();
+    assert_eq!(leases.ttl(), LEASE);
+    let key = format!("owner.test.{}", unique("p"));
+    let taken = tokio::time::Instant::now();
+    leases.acquire(&key, "a".into()).await.unwrap().expect("taken");
+    let lapsed = async {
+        while leases.acquire(&key, "b".into()).await.unwrap().is_none() {
+            tokio::time::sleep(LEASE / 20).await;
+        }
+    };
+    tokio::time::timeout(LEASE * 5, lapsed).await.expect("the lease lapses");
+    assert!(taken.elapsed() >= LEASE * 9 / 10, "not before its time: {:?}", taken.elapsed());
+}
+
+pub async fn a_watch_replays_live_keys_then_follows_changes(bus: Arc<dyn Bus>) {
+    use switchboard_bus::leases::Change;
+    let leases = bus.leases();
+    let (old, new) = (format!("worker.test.{}", unique("a")), format!("worker.test.{}", unique("b")));
+    leases.put(&old, "1".into()).await.unwrap();
+    let mut watch = leases.watch().await.unwrap();
+    until(&mut watch, |c| matches!(c, Change::Put(e) if e.key == old && e.value == "1")).await;
+    leases.put(&new, "2".into()).await.unwrap();
+    until(&mut watch, |c| matches!(c, Change::Put(e) if e.key == new && e.value == "2")).await;
+    leases.release(&new, None).await.unwrap();
+    until(&mut watch, |c| matches!(c, Change::Released(k) if *k == new)).await;
+    let live = leases.entries().await.unwrap();
+    assert!(live.iter().any(|e| e.key == old && e.value == "1"), "a live key is listed");
+    assert!(live.iter().all(|e| e.key != new), "a released key is not");
+}
+
+/// Reads `watch` until a change `wanted` comes (others' keys come too).
+async fn until<S>(watch: &mut S, wanted: impl Fn(&switchboard_bus::leases::Change) -> bool)
+where
+    S: Stream<Item = switchboard_bus::leases::Change> + Unpin,
+{
+    while !wanted(&next(watch).await) {}
+}
+
+/// A pull ends by itself; what it did not get comes with the next, and a
+/// command given back comes again.
+pub async fn a_pull_takes_at_most_its_share_and_ends(bus: Arc<dyn Bus>, partition: u32) {
+    let (durable, filter) = (format!("chat-{partition}"), Family::Chat.partition(partition));
+    for n in 0..3 {
+        let subject = Family::Chat.command(partition, op::SEND_MESSAGE);
+        bus.publish_durable(Envelope::new(subject, format!("m{n}")), &unique("id")).await.unwrap();
+    }
+    let pull = |max| bus.pull(DurableStream::Commands, &durable, &filter, max, QUIET);
+    let first: Vec<_> = pull(2).await.unwrap().collect().await;
+    let payloads: Vec<_> = first.iter().map(|d| d.envelope.payload.clone()).collect();
+    assert_eq!(payloads, ["m0", "m1"], "at most its share, in order");
+    for delivery in first {
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(bus.backlog(DurableStream::Commands, &durable, &filter).await.unwrap(), 1);
+    let second: Vec<_> = pull(5).await.unwrap().collect().await;
+    assert_eq!(second.len(), 1, "a pull ends once its wait is over, whatever it got");
+    second.into_iter().next().unwrap().nak().await.unwrap();
+    let third: Vec<_> = pull(5).await.unwrap().collect().await;
+    assert_eq!(
+        third.iter().map(|d| d.envelope.payload.clone()).collect::<Vec<_>>(),
+        ["m2"],
+        "given back, it comes again"
+    );
+    for delivery in third {
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(bus.backlog(DurableStream::Commands, &durable, &filter).await.unwrap(), 0);
 }

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
+use switchboard_bus::roster::Roster;
 use utoipa::OpenApi;
 
 use super::extract::AppState;
@@ -50,8 +51,58 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (status, Json(body))
 }
 
+/// How long a scrape waits for the cluster's figures before answering without them.
+const CLUSTER_WITHIN: Duration = Duration::from_secs(2);
+
+/// This node's series, then the cluster's as the bus tells them now (so a
+/// node that left leaves no stale series behind).
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    let mut body = state.metrics.render();
+    let roster = Roster::read(state.bus.as_ref(), state.config.partitions);
+    match tokio::time::timeout(CLUSTER_WITHIN, roster).await {
+        Ok(Ok(roster)) => cluster_series(&roster, &mut body),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cluster figures left out of /metrics"),
+        Err(_) => tracing::warn!("cluster figures left out of /metrics: the bus did not answer in time"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+fn cluster_series(roster: &Roster, out: &mut String) {
+    use std::fmt::Write;
+    let mut series = |name: &str, help: &str, rows: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    series(
+        "switchboard_cluster_sockets",
+        "Sockets each live edge holds, as it last announced.",
+        roster.edges.iter().map(|e| (format!("edge=\"{}\"", escape(&e.node)), e.sockets)).collect(),
+    );
+    series(
+        "switchboard_partitions_owned",
+        "Command partitions each live worker holds.",
+        roster
+            .workers
+            .iter()
+            .map(|w| (format!("kind=\"{}\",worker=\"{}\"", w.kind, escape(&w.node)), w.owns.len() as u64))
+            .collect(),
+    );
+    series(
+        "switchboard_partition_backlog",
+        "Commands of a partition not yet acknowledged by its worker.",
+        roster
+            .partitions
+            .iter()
+            .filter_map(|p| Some((format!("kind=\"{}\",partition=\"{}\"", p.kind, p.partition), p.backlog?)))
+            .collect(),
+    );
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[derive(OpenApi)]

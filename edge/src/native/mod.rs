@@ -157,7 +157,7 @@ async fn serve(
     let (outbox, mut outgoing) = Outbox::new(state.config.limits.outbound_buffer);
     let id = format!("ws-{}", Uuid::now_v7().simple());
     rooms.connect(&id, &outbox, who.role == Role::Agent);
-    metrics::gauge!("switchboard_sockets", "transport" => "native").increment(1.0);
+    state.sockets.opened("native");
     let session = Arc::new(Session::new(who, None, &state.config.limits));
     let peer = NativePeer { id: id.clone(), outbox: outbox.clone(), rooms: rooms.clone() };
     let ctx = Ctx { state, peer, session };
@@ -216,7 +216,7 @@ async fn serve(
         }
     }
     rooms.disconnect(&id);
-    metrics::gauge!("switchboard_sockets", "transport" => "native").decrement(1.0);
+    ctx.state.sockets.closed("native");
     chat::disconnect(ctx).await;
 }
 

@@ -81,7 +81,7 @@ async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<
     if let Some(phone) = &session.phone {
         socket.join(phone_room(phone));
     }
-    metrics::gauge!("switchboard_sockets", "transport" => "socket.io").increment(1.0);
+    hub.edge.sockets.opened("socket.io");
     Ok(())
 }
 
@@ -190,7 +190,7 @@ fn register_events(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>) {
     socket.on_disconnect(move |socket: SocketRef| {
         let (hub, session) = (hub.clone(), session.clone());
         async move {
-            metrics::gauge!("switchboard_sockets", "transport" => "socket.io").decrement(1.0);
+            hub.edge.sockets.closed("socket.io");
             let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session: session.clone() };
             chat::disconnect(ctx).await;
             if let Some(phone) = &session.phone {

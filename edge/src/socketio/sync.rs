@@ -93,11 +93,11 @@ async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<
             if let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() {
                 hub.tenants.release(&tenant, &relay).await;
             }
-            metrics::gauge!("switchboard_sockets", "transport" => "socket.io-sync").decrement(1.0);
+            hub.edge.sockets.closed("socket.io-sync");
         }
     });
     socket.join(tenant_room(&tenant));
-    metrics::gauge!("switchboard_sockets", "transport" => "socket.io-sync").increment(1.0);
+    hub.edge.sockets.opened("socket.io-sync");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use switchboard_proto::model::{Channel, Customer, DeliveryStatus, Role, Sender, Timestamp};
 use switchboard_store::{
-    Appended, Change, Confirm, InboxFilter, NewChange, NewConversation, NewMessage, OutboxClaim,
+    Appended, Change, Confirm, Fence, InboxFilter, NewChange, NewConversation, NewMessage, OutboxClaim,
     QueuedBotReply, Store, StoreError,
 };
 use tokio::task::JoinSet;
@@ -39,6 +39,7 @@ macro_rules! behaviour_tests {
             an_expired_bot_reply_is_dropped_not_delivered,
             concurrent_takers_get_each_bot_reply_once,
             a_failed_write_does_not_keep_the_database_locked,
+            a_fenced_out_owner_stores_nothing_and_its_successor_continues,
             a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
             a_batch_over_several_conversations_numbers_each_and_knows_what_was_stored,
             sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers,
@@ -422,6 +423,35 @@ pub async fn a_failed_write_does_not_keep_the_database_locked(db: Db) {
     assert_eq!(appended.message.offset, 1);
 }
 
+/// A worker that lost its partition (its lease lapsed while it was frozen)
+/// and wakes with a batch in hand: the batch fails whole, and the offsets
+/// its successor stores continue without a gap.
+pub async fn a_fenced_out_owner_stores_nothing_and_its_successor_continues(db: Db) {
+    create(db.store.as_ref(), "c1").await;
+    let old = db.store.claim_partition("persist", 7, "a").await.unwrap();
+    let old_fence = Fence { kind: "persist", held: vec![(7, old)] };
+    let first = db.store.append_messages(&[new_message("c1", "first", None)], &old_fence).await.unwrap();
+    assert_eq!(first[0].as_ref().unwrap().message.offset, 1);
+    let new = db.other.claim_partition("persist", 7, "b").await.unwrap();
+    assert!(new > old, "a claim raises the epoch");
+    let stale = [new_message("c1", "stale", None), new_message("c1", "stale too", None)];
+    let err = db.store.append_messages(&stale, &old_fence).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { partition: 7, .. }), "{err:?}");
+    let err =
+        db.store.append_change(new_change("t1", 1), &Fence { kind: "persist", ..old_fence.clone() }).await;
+    assert!(matches!(err, Err(StoreError::Fenced { .. })), "sync changes are fenced too");
+    let new_fence = Fence { kind: "persist", held: vec![(7, new)] };
+    let next = db.other.append_messages(&[new_message("c1", "second", None)], &new_fence).await.unwrap();
+    assert_eq!(next[0].as_ref().unwrap().message.offset, 2);
+    assert_eq!(texts_after(db.store.as_ref(), "c1", 0).await, ["first", "second"]);
+    // Another kind's partition of the same number is its own.
+    let sync = db.store.claim_partition("sync", 7, "a").await.unwrap();
+    db.store
+        .append_change(new_change("t1", 1), &Fence { kind: "sync", held: vec![(7, sync)] })
+        .await
+        .unwrap();
+}
+
 pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message(db: Db) {
     let store = db.store;
     create(&*store, "c1").await;
@@ -431,7 +461,7 @@ pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_i
         new_message("c1", "two", Some("k")),
         new_message("c1", "two again", Some("k")),
     ];
-    let outcomes = store.append_messages(&batch).await.unwrap();
+    let outcomes = store.append_messages(&batch, &Fence::none()).await.unwrap();
     assert_eq!(outcomes[0].as_ref().unwrap().message.offset, 1);
     assert!(matches!(outcomes[1], Err(StoreError::ConversationNotFound(_))));
     assert_eq!(outcomes[2].as_ref().unwrap().message.offset, 2);
@@ -455,8 +485,13 @@ pub async fn a_batch_over_several_conversations_numbers_each_and_knows_what_was_
         new_message("c1", "two", None),
         second_of_new,
     ];
-    let outcomes: Vec<Appended> =
-        store.append_messages(&batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    let outcomes: Vec<Appended> = store
+        .append_messages(&batch, &Fence::none())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let offsets: Vec<u64> = outcomes.iter().map(|a| a.message.offset).collect();
     assert_eq!(offsets, [2, 1, 1, 2, 3, 2]);
     let created: Vec<bool> = outcomes.iter().map(|a| a.created).collect();
@@ -495,7 +530,7 @@ pub async fn sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent
     let mut tasks = JoinSet::new();
     for (i, store) in db.both().into_iter().cycle().take(50).enumerate() {
         let tenant = if i % 5 == 0 { "tenant.b" } else { "tenant-a" };
-        tasks.spawn(async move { store.append_change(new_change(tenant, i)).await.unwrap() });
+        tasks.spawn(async move { store.append_change(new_change(tenant, i), &Fence::none()).await.unwrap() });
     }
     for (change, created) in tasks.join_all().await {
         assert!(created);
@@ -518,15 +553,15 @@ pub async fn concurrent_redeliveries_of_a_sync_change_store_it_once(db: Db) {
     let mut tasks = JoinSet::new();
     for store in db.both().into_iter().cycle().take(8) {
         let change = first.clone();
-        tasks.spawn(async move { store.append_change(change).await.unwrap() });
+        tasks.spawn(async move { store.append_change(change, &Fence::none()).await.unwrap() });
     }
     let outcomes = tasks.join_all().await;
     assert_eq!(outcomes.iter().filter(|(_, created)| *created).count(), 1);
     assert!(outcomes.iter().all(|(c, _)| c.id == first.id && c.seq == 1));
-    let (second, created) = db.store.append_change(new_change("t1", 2)).await.unwrap();
+    let (second, created) = db.store.append_change(new_change("t1", 2), &Fence::none()).await.unwrap();
     assert!(created);
     assert_eq!(second.seq, 2);
-    let (again, created) = db.other.append_change(first.clone()).await.unwrap();
+    let (again, created) = db.other.append_change(first.clone(), &Fence::none()).await.unwrap();
     assert!(!created);
     assert_eq!((again.seq, again.entity.as_str(), again.op.as_str()), (1, "order", "create"));
 }
@@ -534,9 +569,9 @@ pub async fn concurrent_redeliveries_of_a_sync_change_store_it_once(db: Db) {
 pub async fn pending_sync_changes_come_in_seq_order_until_confirmed(db: Db) {
     let mut ids = Vec::new();
     for n in 1..=5 {
-        ids.push(db.store.append_change(new_change("pos", n)).await.unwrap().0.id);
+        ids.push(db.store.append_change(new_change("pos", n), &Fence::none()).await.unwrap().0.id);
     }
-    let (elsewhere, _) = db.store.append_change(new_change("other", 1)).await.unwrap();
+    let (elsewhere, _) = db.store.append_change(new_change("other", 1), &Fence::none()).await.unwrap();
     assert!(!db.store.has_pending_changes("nobody").await.unwrap());
     assert_eq!(seqs(&db.store.pending_changes("pos", 3).await.unwrap()), [1, 2, 3]);
     let now = Timestamp::now();

@@ -1,5 +1,5 @@
 // The bot-reply widget's bridge straight onto the bus: a bot publishes its reply as a
-// protobuf Command on `sb.cmd.chat.bot_reply` in NATS JetStream (the real `nats` client
+// protobuf Command on `sb.cmd.chat.<partition>.bot_reply` in NATS JetStream (the real `nats` client
 // from npm, the schema from proto/), and the widget on any edge gets `bot-response`.
 
 import assert from "node:assert/strict";
@@ -29,7 +29,7 @@ async function bot(cluster) {
       h.set("Sb-Reply-To", inbox.getSubject());
       const id = randomUUID();
       const body = Command.encode(Command.create({ botReply: { id, phone, text } })).finish();
-      await js.publish("sb.cmd.chat.bot_reply", body, { msgID: id, headers: h });
+      await js.publish(cluster.commandSubject("chat", phone, "bot_reply"), body, { msgID: id, headers: h });
       for await (const answer of inbox) return CommandResult.toObject(CommandResult.decode(answer.data), { defaults: true });
       throw new Error("no answer from the worker");
     },

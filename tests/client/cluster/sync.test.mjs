@@ -72,7 +72,7 @@ describe("sync notifications across edges", () => {
       const body = SyncChange.encode(
         SyncChange.create({ id, tenant: "store-2", entity: "product", op: "update", dataJson: '{"sku":"b-2"}' }),
       ).finish();
-      await nc.jetstream().publish("sb.cmd.sync.change", body, { msgID: id, headers: h });
+      await nc.jetstream().publish(cluster.commandSubject("sync", "store-2", "change"), body, { msgID: id, headers: h });
       let answer;
       for await (const m of inbox) answer = JSON.parse(new TextDecoder().decode(m.data));
       assert.equal(answer.change.id, id);

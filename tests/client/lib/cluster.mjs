@@ -5,7 +5,8 @@
 //
 //   const cluster = await startCluster({ edges: 2, workers: 2 });
 //   cluster.edges[0].url, cluster.token(claims), cluster.sql("SELECT ...")
-//   cluster.kill("worker1", "SIGKILL"), await cluster.restartNats(), await cluster.stop()
+//   cluster.kill("worker1", "SIGKILL"), await cluster.addWorker("persist"), await cluster.status()
+//   await cluster.restartNats(), await cluster.stop()
 //   with ownDatabase: await cluster.stopDatabase(), await cluster.startDatabase()
 
 import { execFile, execFileSync } from "node:child_process";
@@ -56,12 +57,18 @@ class Cluster {
     this.secret = env.SECRET;
     this.databaseUrl = env.DATABASE_URL;
     this.natsUrl = env.NATS_URL;
+    this.partitions = Number(env.PARTITIONS);
     this.edges = [];
     for (let i = 1; env[`EDGE${i}_URL`]; i++) this.edges.push({ name: `edge${i}`, url: env[`EDGE${i}_URL`] });
   }
 
   token(claims = {}) {
     return signJwt({ name: claims.sub ? `Test ${claims.sub}` : "Test", exp: nowSecs() + 3600, ...claims }, this.secret);
+  }
+
+  /** The subject a bot or backend publishes a command on: `sb.cmd.<family>.<partition>.<op>`. */
+  commandSubject(family, key, op) {
+    return `sb.cmd.${family}.${partitionOf(key, this.partitions)}.${op}`;
   }
 
   serviceToken() {
@@ -96,6 +103,21 @@ class Cluster {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`${name} (pid ${pid}) did not exit after ${signal}`);
+  }
+
+  /** Starts one more worker of a kind (`persist`, `sync`, `whatsapp`); resolves with its name once it is ready. */
+  async addWorker(kind = "persist") {
+    const { stdout } = await run("bash", [SCRIPT, "add", this.dir, kind], { env: { ...process.env, SWITCHBOARD_BIN: binaryPath() } });
+    this.load(parseEnv(readFileSync(join(this.dir, "cluster.env"), "utf8")));
+    return stdout.trim().split("\n").at(-1);
+  }
+
+  /** `switchboard status --json` against this cluster's bus. */
+  async status() {
+    const { stdout } = await run(binaryPath(), ["status", "--json"], {
+      env: { ...process.env, SWITCHBOARD_NATS_URL: this.natsUrl, SWITCHBOARD_PARTITIONS: String(this.partitions) },
+    });
+    return JSON.parse(stdout);
   }
 
   async restartNats() {
@@ -139,6 +161,15 @@ class Cluster {
       rmSync(this.dir, { recursive: true, force: true });
     }
   }
+}
+
+/** A key's partition as the workers compute it: FNV-1a (32 bits) of its UTF-8 bytes, mod the count. */
+export function partitionOf(key, count) {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(key)) {
+    hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  }
+  return hash % count;
 }
 
 export async function startCluster({ edges = 2, workers = 2, env = {}, ownDatabase = false } = {}) {

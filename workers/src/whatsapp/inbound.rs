@@ -17,7 +17,7 @@ use switchboard_bus::{Bus, Delivery, subjects};
 use switchboard_proto::model::{
     Channel, Customer, DeliveryStatus, Role, Sender, Source, StatusError, Timestamp,
 };
-use switchboard_store::{NewConversation, NewMessage, Store, StoreError};
+use switchboard_store::{Fence, NewConversation, NewMessage, Store, StoreError};
 use uuid::Uuid;
 
 use super::{DURABLE_IN, announce};
@@ -53,7 +53,7 @@ pub struct IncomingStatus {
 
 #[async_trait]
 impl Handler for Inbound {
-    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+    async fn handle(&self, batch: &[Delivery], _fence: &Fence) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for delivery in batch {
             outcomes.push(self.handle_one(delivery).await);
@@ -161,7 +161,7 @@ impl Inbound {
                 create_for: None,
             });
         }
-        let outcomes = self.store.append_messages(&batch).await?;
+        let outcomes = self.store.append_messages(&batch, &Fence::none()).await?;
         let mut updated = HashMap::new();
         for appended in outcomes {
             let appended = match appended {

@@ -18,7 +18,7 @@ use switchboard_bus::events::{Event, encode};
 use switchboard_bus::{Bus, Delivery, Envelope, headers, subjects};
 use switchboard_proto::model::{Channel, DeliveryStatus, Source, StatusError, StatusUpdate, Timestamp};
 use switchboard_proto::pb;
-use switchboard_store::{Appended, OutboxClaim, Store};
+use switchboard_store::{Appended, Fence, OutboxClaim, Store};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -71,7 +71,7 @@ impl AfterAppend for Forward {
 
 #[async_trait]
 impl Handler for Outbound {
-    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+    async fn handle(&self, batch: &[Delivery], _fence: &Fence) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for delivery in batch {
             let issued = Timestamp::now();

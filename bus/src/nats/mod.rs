@@ -15,6 +15,10 @@
 //! - A durable publish deduplicated by JetStream still reaches core
 //!   subscribers; only the stream drops it.
 
+mod leases;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
@@ -29,8 +33,9 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::{
-    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Headers, Result, Subscription,
+    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Headers, Leases, Result, Subscription,
 };
+use leases::NatsLeases;
 
 /// JetStream's default, the same as the in-memory bus.
 const DEDUPE_WINDOW: Duration = Duration::from_secs(120);
@@ -61,11 +66,15 @@ pub struct NatsOptions {
     /// Copies JetStream keeps of each stream: 3 on a three-node cluster, so
     /// losing any one server loses nothing and stops nothing.
     pub replicas: usize,
+    /// How long a lease lives without renewal; also the ack wait of pulled
+    /// (partition) consumers, so a dead owner's commands are redelivered
+    /// about when its successor takes over.
+    pub lease: Duration,
 }
 
 impl Default for NatsOptions {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(30), replicas: 1 }
+        Self { ack_wait: Duration::from_secs(30), replicas: 1, lease: crate::leases::DEFAULT_TTL }
     }
 }
 
@@ -74,6 +83,9 @@ pub struct NatsBus {
     client: Client,
     jetstream: Context,
     options: NatsOptions,
+    leases: Arc<NatsLeases>,
+    /// Pulled consumers by durable name, made once.
+    pulled: Arc<Mutex<HashMap<String, jetstream::consumer::PullConsumer>>>,
 }
 
 impl NatsBus {
@@ -90,7 +102,8 @@ impl NatsBus {
         for stream in DurableStream::ALL {
             declare_stream(&jetstream, stream, options.replicas.max(1)).await?;
         }
-        Ok(Self { client, jetstream, options })
+        let leases = Arc::new(NatsLeases::open(&jetstream, options.lease, options.replicas.max(1)).await?);
+        Ok(Self { client, jetstream, options, leases, pulled: Arc::default() })
     }
 
     /// Returns once the stream stored the message (or found it a duplicate).
@@ -123,15 +136,31 @@ impl NatsBus {
         }
     }
 
-    fn consumer_config(&self, durable: &str, filter: &str) -> pull::Config {
+    fn consumer_config(&self, durable: &str, filter: &str, ack_wait: Duration) -> pull::Config {
         pull::Config {
             durable_name: Some(durable.to_owned()),
             filter_subject: filter.to_owned(),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
-            ack_wait: self.options.ack_wait,
+            ack_wait,
             ..Default::default()
         }
+    }
+
+    /// The pulled consumer `durable`, made (or put back) when missing.
+    async fn pulled(
+        &self,
+        stream: DurableStream,
+        durable: &str,
+        filter: &str,
+    ) -> Result<jetstream::consumer::PullConsumer> {
+        if let Some(consumer) = self.pulled.lock().expect("pulled lock").get(durable) {
+            return Ok(consumer.clone());
+        }
+        let config = self.consumer_config(durable, filter, self.options.lease);
+        let consumer = create_consumer(&self.jetstream, stream, self.options.replicas.max(1), config).await?;
+        self.pulled.lock().expect("pulled lock").insert(durable.to_owned(), consumer.clone());
+        Ok(consumer)
     }
 }
 
@@ -264,7 +293,7 @@ impl Bus for NatsBus {
             jetstream: self.jetstream.clone(),
             stream,
             replicas: self.options.replicas.max(1),
-            config: self.consumer_config(durable, filter),
+            config: self.consumer_config(durable, filter, self.options.ack_wait),
             messages: None,
             backoff: Backoff::default(),
         };
@@ -275,6 +304,45 @@ impl Bus for NatsBus {
             let delivery = puller.next().await;
             Some((delivery, puller))
         })))
+    }
+
+    async fn pull(
+        &self,
+        stream: DurableStream,
+        durable: &str,
+        filter: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Consumer> {
+        let consumer = self.pulled(stream, durable, filter).await?;
+        let batch = consumer.batch().max_messages(max).expires(wait).messages().await;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Perhaps the server lost the consumer: made again next time.
+                self.pulled.lock().expect("pulled lock").remove(durable);
+                return Err(unavailable(format!("cannot pull from {durable}"), e));
+            }
+        };
+        // The server ends the request after `wait`; this bounds it should the
+        // server go away meanwhile.
+        let deadline = tokio::time::sleep(wait + ROUND_TRIP_TIMEOUT);
+        Ok(Consumer::new(
+            batch
+                .take_until(deadline)
+                .take_while(|message| std::future::ready(message.is_ok()))
+                .filter_map(|message| std::future::ready(message.ok().map(delivery))),
+        ))
+    }
+
+    async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<u64> {
+        let mut consumer = self.pulled(stream, durable, filter).await?;
+        let info = consumer.info().await.map_err(|e| unavailable(format!("no info on {durable}"), e))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    fn leases(&self) -> Arc<dyn Leases> {
+        self.leases.clone()
     }
 
     async fn is_ready(&self) -> bool {
@@ -330,19 +398,8 @@ impl Puller {
 
     async fn open(&self) -> Result<pull::Stream> {
         let name = self.stream.name();
-        // Creating is idempotent with the same settings, and puts back a
-        // consumer (or a stream) the server no longer has.
-        let consumer = match self.jetstream.create_consumer_on_stream(self.config.clone(), name).await {
-            Ok(consumer) => consumer,
-            Err(_) => {
-                declare_stream(&self.jetstream, self.stream, self.replicas).await?;
-                self.jetstream
-                    .create_consumer_on_stream(self.config.clone(), name)
-                    .await
-                    .map_err(|e| unavailable(format!("cannot create a consumer on {name}"), e))?
-            }
-        };
-        consumer
+        create_consumer(&self.jetstream, self.stream, self.replicas, self.config.clone())
+            .await?
             .stream()
             .max_messages_per_batch(PULL_BATCH)
             .expires(PULL_EXPIRES)
@@ -350,6 +407,27 @@ impl Puller {
             .messages()
             .await
             .map_err(|e| unavailable(format!("cannot pull from {name}"), e))
+    }
+}
+
+/// Creating is idempotent with the same settings, and puts back a consumer
+/// (or a stream) the server no longer has.
+async fn create_consumer(
+    jetstream: &Context,
+    stream: DurableStream,
+    replicas: usize,
+    config: pull::Config,
+) -> Result<jetstream::consumer::PullConsumer> {
+    let name = stream.name();
+    match jetstream.create_consumer_on_stream(config.clone(), name).await {
+        Ok(consumer) => Ok(consumer),
+        Err(_) => {
+            declare_stream(jetstream, stream, replicas).await?;
+            jetstream
+                .create_consumer_on_stream(config, name)
+                .await
+                .map_err(|e| unavailable(format!("cannot create a consumer on {name}"), e))
+        }
     }
 }
 

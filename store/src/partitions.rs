@@ -1,0 +1,65 @@
+//! The fence between a partition's successive owners. A worker that takes a
+//! partition claims it here, which raises the partition's epoch; each batch
+//! it stores then checks, in its own transaction, that the epoch is still
+//! the one it claimed. On PostgreSQL the check holds the epoch row shared
+//! until the batch commits, so a successor's claim waits for that batch, and
+//! any later batch of the old owner fails: the old owner's writes all come
+//! before the successor's first, and none after.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+
+use crate::{Result, StoreError};
+
+/// The partitions a batch belongs to, each with the epoch its owner claimed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fence {
+    /// The kind of worker (`persist`, `sync`).
+    pub kind: &'static str,
+    pub held: Vec<(u32, u64)>,
+}
+
+impl Fence {
+    /// For writes outside any partition (WhatsApp's inbound webhooks, tests).
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+pub trait PartitionStore: Send + Sync {
+    /// Makes `owner` the writer for `partition` of `kind`: the new epoch.
+    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64>;
+}
+
+/// Reading epochs inside a write transaction, for each database.
+pub(crate) trait Epochs: Send {
+    /// The current epoch of each of `partitions` that has one.
+    fn epochs(
+        &mut self,
+        kind: &str,
+        partitions: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, i64)>>> + Send;
+}
+
+/// Fails with [`StoreError::Fenced`] unless every partition of `fence` is
+/// still at the epoch its owner claimed.
+pub(crate) async fn check(db: &mut impl Epochs, fence: &Fence) -> Result<()> {
+    if fence.held.is_empty() {
+        return Ok(());
+    }
+    let partitions: Vec<i64> = fence.held.iter().map(|&(p, _)| i64::from(p)).collect();
+    let current = db.epochs(fence.kind, &partitions).await?;
+    for &(partition, epoch) in &fence.held {
+        if !current.contains(&(i64::from(partition), epoch as i64)) {
+            return Err(StoreError::Fenced { kind: fence.kind.to_owned(), partition });
+        }
+    }
+    Ok(())
+}
+
+/// The claim, in SQL both databases accept.
+pub(crate) const CLAIM: &str = "INSERT INTO partition_epochs (kind, partition_id, epoch, owner) \
+     VALUES ($1, $2, 1, $3) ON CONFLICT (kind, partition_id) \
+     DO UPDATE SET epoch = partition_epochs.epoch + 1, owner = excluded.owner RETURNING epoch";
