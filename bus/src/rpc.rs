@@ -68,12 +68,19 @@ impl Caller {
         let reply_to = subjects::reply_subject(&self.node, self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(reply_to.clone(), tx);
-        let outcome = match send(envelope.header(headers::REPLY_TO, reply_to.clone())).await {
-            Ok(()) => tokio::time::timeout(wait, rx)
+        // One deadline for sending and answering: a publish still retrying
+        // through an election when it passes may yet be stored, so the
+        // outcome is unknown (a timeout), not a failure.
+        let deadline = tokio::time::Instant::now() + wait;
+        let sent =
+            tokio::time::timeout_at(deadline, send(envelope.header(headers::REPLY_TO, reply_to.clone())));
+        let outcome = match sent.await {
+            Ok(Ok(())) => tokio::time::timeout_at(deadline, rx)
                 .await
                 .map_err(|_| BusError::Timeout(wait))
                 .and_then(|r| r.map_err(|_| BusError::Unavailable("reply router stopped".into()))),
-            Err(e) => Err(e),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(BusError::Timeout(wait)),
         };
         self.pending.lock().expect("pending lock").remove(&reply_to);
         outcome

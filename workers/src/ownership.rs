@@ -42,6 +42,8 @@ pub enum Order {
 pub struct Ownership {
     orders: mpsc::UnboundedReceiver<Order>,
     done: mpsc::UnboundedSender<Done>,
+    keeper: tokio::task::JoinHandle<()>,
+    ttl: Duration,
 }
 
 enum Done {
@@ -61,6 +63,7 @@ impl Ownership {
         partitions: Partitions,
     ) -> switchboard_bus::Result<Self> {
         let watch = leases.watch().await?;
+        let ttl = leases.ttl();
         // Unbounded, so renewals never wait for a runner busy with a batch.
         let (orders_tx, orders) = mpsc::unbounded_channel();
         let (done, done_rx) = mpsc::unbounded_channel();
@@ -75,8 +78,8 @@ impl Ownership {
             orders: orders_tx,
             mismatch_logged: false,
         };
-        tokio::spawn(keeper.run(watch, done_rx));
-        Ok(Self { orders, done })
+        let keeper = tokio::spawn(keeper.run(watch, done_rx));
+        Ok(Self { orders, done, keeper, ttl })
     }
 
     pub async fn next(&mut self) -> Option<Order> {
@@ -92,9 +95,13 @@ impl Ownership {
         let _ = self.done.send(Done::Fenced(partition));
     }
 
-    /// Lets every lease go (the runner has handed everything over) and stops.
-    pub fn stop(&self) {
+    /// Lets every lease go (the runner has handed everything over) and
+    /// stops; returns once they are gone, so the others need not wait for
+    /// them to lapse.
+    pub async fn stop(self) {
         let _ = self.done.send(Done::Stop);
+        // Bounded: with the bus gone they lapse by themselves.
+        let _ = tokio::time::timeout(self.ttl, self.keeper).await;
     }
 }
 
@@ -120,9 +127,9 @@ struct Keeper {
 impl Keeper {
     async fn run(mut self, mut watch: BoxStream<'static, Change>, mut done: mpsc::UnboundedReceiver<Done>) {
         let ttl = self.leases.ttl();
-        // A tick a sixth of the lease: renewals every other tick, and a lapsed
-        // lease taken over within a tick of its lapse.
-        let mut ticks = tokio::time::interval(ttl / 6);
+        // A tick a twelfth of the lease: renewals every fourth tick, and a
+        // lapsed lease taken over within a tick of its lapse.
+        let mut ticks = tokio::time::interval(ttl / 12);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The watch first replays the live keys: balance only once they are in.
         let settled = Instant::now() + ttl / 6;
@@ -282,27 +289,46 @@ impl Keeper {
             })
             .take(share.saturating_sub(self.held.len()))
             .collect();
-        for partition in free {
-            self.take(partition).await;
+        if free.is_empty() {
+            return;
+        }
+        // All at once: a dead worker's share is taken in one round trip, not one per partition.
+        let claims = free.into_iter().map(|partition| {
+            let (leases, store, node) = (self.leases.clone(), self.store.clone(), self.node.clone());
+            let kind = self.kind;
+            async move { (partition, take(leases.as_ref(), store.as_ref(), kind, &node, partition).await) }
+        });
+        let mut took = Vec::new();
+        for (partition, claimed) in futures_util::future::join_all(claims).await {
+            let Some((revision, epoch)) = claimed else { continue };
+            self.held.insert(partition, Held { revision, renewed: Instant::now(), handing_over: false });
+            let _ = self.orders.send(Order::Take { partition, epoch });
+            took.push(partition);
+        }
+        if !took.is_empty() {
+            tracing::info!(kind = self.kind, partitions = ?took, held = self.held.len(), "partitions taken");
         }
     }
+}
 
-    async fn take(&mut self, partition: u32) {
-        let key = owner_key(self.kind, partition);
-        let revision = match self.leases.acquire(&key, self.node.clone().into()).await {
-            Ok(Some(revision)) => revision,
-            // Held still (its lapse not yet reached the server), or the bus is down.
-            Ok(None) | Err(_) => return,
-        };
-        match self.store.claim_partition(self.kind, partition, &self.node).await {
-            Ok(epoch) => {
-                self.held.insert(partition, Held { revision, renewed: Instant::now(), handing_over: false });
-                let _ = self.orders.send(Order::Take { partition, epoch });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, kind = self.kind, partition, "partition not claimed; retrying");
-                let _ = self.leases.release(&key, Some(revision)).await;
-            }
+/// Takes a free partition's lease, then claims it in the store: the lease's
+/// revision and the new epoch, `None` when it is held still or cannot be had now.
+async fn take(
+    leases: &dyn Leases,
+    store: &dyn PartitionStore,
+    kind: &'static str,
+    node: &str,
+    partition: u32,
+) -> Option<(u64, u64)> {
+    let key = owner_key(kind, partition);
+    // `None`: held still (its lapse not yet reached the server), or the bus is down.
+    let revision = leases.acquire(&key, node.to_owned().into()).await.ok()??;
+    match store.claim_partition(kind, partition, node).await {
+        Ok(epoch) => Some((revision, epoch)),
+        Err(e) => {
+            tracing::warn!(error = %e, kind, partition, "partition not claimed; retrying");
+            let _ = leases.release(&key, Some(revision)).await;
+            None
         }
     }
 }

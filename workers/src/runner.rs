@@ -199,7 +199,7 @@ pub async fn run_partitioned(
             }
         }
     }
-    ownership.stop();
+    ownership.stop().await;
     Ok(())
 }
 

@@ -50,6 +50,18 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 const PULL_BATCH: usize = 32;
 /// A pull request waits this long for messages before it is renewed.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// How long a JetStream request (a publish's acknowledgement, an API call)
+/// may take: beyond it, the server is likely electing a leader, and asking
+/// again is better than waiting on.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a durable publish keeps trying through a leader election (a
+/// three-node cluster of 2.9 takes 4 to 9 s to elect one); callers that
+/// wait on an answer bound it by their own timeout.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
+const PUBLISH_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// How long after its expiry a pull request is given up on: more than a
+/// delivery's way from the server, far less than a client would notice.
+const PULL_GRACE: Duration = Duration::from_millis(250);
 /// The server proves a waiting pull request still exists this often; missing
 /// beats mean the request (or the consumer) is gone and must be renewed.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -98,7 +110,8 @@ impl NatsBus {
     /// [`NatsBus::connect`] with settings other than the defaults.
     pub async fn connect_with(url: &str, name: &str, options: NatsOptions) -> Result<Self> {
         let client = connect_client(url, name).await?;
-        let jetstream = jetstream::new(client.clone());
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(JETSTREAM_TIMEOUT);
         for stream in DurableStream::ALL {
             declare_stream(&jetstream, stream, options.replicas.max(1)).await?;
         }
@@ -264,16 +277,31 @@ impl Bus for NatsBus {
     async fn publish_durable(&self, envelope: Envelope, msg_id: &str) -> Result<()> {
         let stream = DurableStream::holding(&envelope.subject)
             .ok_or_else(|| BusError::NoStream(envelope.subject.clone()))?;
-        match self.store(&envelope, msg_id, stream).await {
-            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-                // A server that restarted without its storage has no streams
-                // until someone declares them again.
-                declare_stream(&self.jetstream, stream, self.options.replicas.max(1)).await?;
-                self.store(&envelope, msg_id, stream).await
+        let give_up = tokio::time::Instant::now() + PUBLISH_PATIENCE;
+        let mut pause = BACKOFF_FIRST;
+        loop {
+            let error = match self.store(&envelope, msg_id, stream).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // While a clustered stream elects a new leader it has no responders
+            // and publishes go unacknowledged: the same message id again is
+            // safe (the stream deduplicates it) and lands once a leader is back.
+            let transient = matches!(
+                error.kind(),
+                PublishErrorKind::StreamNotFound | PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+            );
+            if !transient || tokio::time::Instant::now() + pause >= give_up {
+                return Err(unavailable("durable publish not stored", error));
             }
-            stored => stored,
+            if error.kind() == PublishErrorKind::StreamNotFound {
+                // A server that restarted without its storage has no streams
+                // until someone declares them again; during an election this fails.
+                let _ = declare_stream(&self.jetstream, stream, self.options.replicas.max(1)).await;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(PUBLISH_PAUSE_MAX);
         }
-        .map_err(|e| unavailable("durable publish not stored", e))
     }
 
     async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
@@ -324,9 +352,11 @@ impl Bus for NatsBus {
                 return Err(unavailable(format!("cannot pull from {durable}"), e));
             }
         };
-        // The server ends the request after `wait`; this bounds it should the
-        // server go away meanwhile.
-        let deadline = tokio::time::sleep(wait + ROUND_TRIP_TIMEOUT);
+        // The server ends the request after `wait` with a 408, but before 2.9.15
+        // it may drop an expiring request silently when a message comes at that
+        // moment (nats-server#3942): waiting longer than the server would leave
+        // the partition unpulled, its new commands waiting, for nothing.
+        let deadline = tokio::time::sleep(wait + PULL_GRACE);
         Ok(Consumer::new(
             batch
                 .take_until(deadline)

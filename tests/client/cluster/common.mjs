@@ -105,3 +105,55 @@ export function stored(cluster, conversationId) {
     .map(Number);
   return { rows, ids, min, max };
 }
+
+/** One POST of a message, no retry: its status, body, and how long the answer took. */
+export async function postOnce(cluster, edge, conversationId, text, clientMsgId) {
+  const started = performance.now();
+  const res = await fetch(`${edge.url}/api/v1/conversations/${conversationId}/messages`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${cluster.serviceToken()}`, "content-type": "application/json" },
+    body: JSON.stringify({ text, client_msg_id: clientMsgId }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = await res.json().catch(() => null);
+  const ms = performance.now() - started;
+  // `started` as wall-clock time, to compare with when a fault was injected.
+  return { status: res.status, body, ms, clientMsgId, text, started: Date.now() - ms };
+}
+
+/**
+ * Each conversation's messages sent one after another (the next once the last is answered),
+ * every conversation at once, alternating edges: the answers by conversation, in order.
+ * `onAnswer(count)` is told how many answers came so far. With `retry`, a 5xx answer is
+ * retried with the same client_msg_id until it succeeds; every answer is kept in `attempts`.
+ */
+export async function turns(cluster, conversations, perConversation, onAnswer = () => {}, tag = "t", { retry = false } = {}) {
+  let answered = 0;
+  return Promise.all(
+    conversations.map(async (id, c) => {
+      const answers = [];
+      for (let i = 0; i < perConversation; i++) {
+        const attempts = [];
+        for (let k = 0; ; k++) {
+          const edge = cluster.edges[(c + i + k) % cluster.edges.length];
+          const answer = await postOnce(cluster, edge, id, `${tag} #${i}`, `${tag}-${c}-${i}`).catch((err) => ({
+            status: 0,
+            body: { error: { code: "no_answer", message: err.message } },
+          }));
+          attempts.push(answer);
+          if (!retry || answer.status === 200 || answer.status === 201 || (answer.status > 0 && answer.status < 500)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        answers.push({ ...attempts.at(-1), attempts });
+        onAnswer(++answered);
+      }
+      return answers;
+    }),
+  );
+}
+
+/** A conversation's stored messages as `seq|text` lines, in offset order. */
+export function storedTexts(cluster, conversationId) {
+  const rows = cluster.sql(`SELECT seq, text FROM messages WHERE conversation_id = '${conversationId}' ORDER BY seq`);
+  return rows ? rows.split("\n") : [];
+}

@@ -115,7 +115,13 @@ class Cluster {
   /** `switchboard status --json` against this cluster's bus. */
   async status() {
     const { stdout } = await run(binaryPath(), ["status", "--json"], {
-      env: { ...process.env, SWITCHBOARD_NATS_URL: this.natsUrl, SWITCHBOARD_PARTITIONS: String(this.partitions) },
+      env: {
+        ...process.env,
+        SWITCHBOARD_NATS_URL: this.natsUrl,
+        SWITCHBOARD_PARTITIONS: String(this.partitions),
+        SWITCHBOARD_NATS_REPLICAS: this.env.REPLICAS,
+        SWITCHBOARD_LOG: "warn",
+      },
     });
     return JSON.parse(stdout);
   }
