@@ -150,3 +150,33 @@ async fn every_kind_of_pattern_receives_and_unsubscribes() {
     assert_eq!(common::next(&mut last).await.payload, "y");
     assert_eq!(bus.dropped(), 0, "nothing went to a dropped subscription");
 }
+
+#[tokio::test]
+async fn the_roster_reads_edges_workers_and_owners_from_the_leases() {
+    use switchboard_bus::Partitions;
+    use switchboard_bus::roster::{Announcer, Roster, member_key, owner_key};
+    let bus = bus();
+    let leases = bus.leases();
+    let announcer = Announcer::edge(leases.clone(), "edge.a", || 7);
+    let member = br#"{"node":"worker.a","partitions":4}"#;
+    leases.put(&member_key("persist", "worker.a"), member.as_slice().into()).await.unwrap();
+    leases.acquire(&owner_key("persist", 2), "worker.a".into()).await.unwrap().expect("free");
+    let roster = loop {
+        // The announcer writes on its own task: read until its first write is in.
+        let roster = Roster::read(bus.as_ref(), Partitions::new(4)).await.unwrap();
+        if !roster.edges.is_empty() {
+            break roster;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(roster.sockets(), 7);
+    assert_eq!(roster.edges[0].node, "edge.a", "a node name survives its key's escaping");
+    assert_eq!(roster.workers.len(), 1);
+    assert_eq!((roster.workers[0].kind, roster.workers[0].owns.as_slice()), ("persist", &[2][..]));
+    let persist: Vec<_> = roster.partitions.iter().filter(|p| p.kind == "persist").collect();
+    assert_eq!(persist.len(), 4);
+    assert_eq!(persist.iter().filter(|p| p.owner.is_some()).count(), 1);
+    assert!(persist.iter().all(|p| p.backlog == Some(0)));
+    announcer.withdraw().await;
+    assert!(Roster::read(bus.as_ref(), Partitions::new(4)).await.unwrap().edges.is_empty(), "withdrawn");
+}

@@ -87,6 +87,14 @@ describe("partitioned persist workers (32 partitions)", () => {
     const { status } = await balancedOver(cluster, ["worker1", "worker2"]);
     assert.deepEqual(Object.values(owners(status)).map((o) => o.length), [16, 16]);
     assert.equal(status.edges.length, 2, "both edges announce themselves");
+    // Every edge's /metrics carries the same figures, read from the bus at the scrape.
+    const metrics = await (await fetch(`${cluster.edges[1].url}/metrics`)).text();
+    for (const worker of ["worker1", "worker2"]) {
+      assert.match(metrics, new RegExp(`^switchboard_partitions_owned\\{kind="persist",worker="${worker}"\\} 16$`, "m"));
+    }
+    assert.match(metrics, /^# TYPE switchboard_partition_backlog gauge$/m);
+    assert.match(metrics, /^switchboard_partition_backlog\{kind="persist",partition="31"\} \d+$/m);
+    assert.match(metrics, /^switchboard_cluster_sockets\{edge="edge1"\} \d+$/m);
 
     const joined = await cluster.addWorker("persist");
     assert.equal(joined, "worker3");
