@@ -29,8 +29,12 @@ impl Fence {
 
 #[async_trait]
 pub trait PartitionStore: Send + Sync {
-    /// Makes `owner` the writer for `partition` of `kind`: the new epoch.
-    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64>;
+    /// Makes `owner` the writer for `partitions` of `kind`, in one
+    /// transaction (one commit, however many): each claimed partition with
+    /// its new epoch. A partition whose previous owner is storing a batch
+    /// right now is left out rather than waited for; it can be claimed again
+    /// once that batch is done.
+    async fn claim_partitions(&self, kind: &str, partitions: &[u32], owner: &str) -> Result<Vec<(u32, u64)>>;
 }
 
 /// Reading epochs inside a write transaction, for each database.
@@ -59,7 +63,7 @@ pub(crate) async fn check(db: &mut impl Epochs, fence: &Fence) -> Result<()> {
     Ok(())
 }
 
-/// The claim, in SQL both databases accept.
-pub(crate) const CLAIM: &str = "INSERT INTO partition_epochs (kind, partition_id, epoch, owner) \
-     VALUES ($1, $2, 1, $3) ON CONFLICT (kind, partition_id) \
-     DO UPDATE SET epoch = partition_epochs.epoch + 1, owner = excluded.owner RETURNING epoch";
+/// Claimed partitions as the databases return them.
+pub(crate) fn claimed(rows: Vec<(i64, i64)>) -> Vec<(u32, u64)> {
+    rows.into_iter().map(|(p, epoch)| (p as u32, epoch as u64)).collect()
+}

@@ -16,13 +16,18 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
-use crate::partitions::{CLAIM, Epochs};
+use crate::partitions::{Epochs, claimed};
 use crate::{
     Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
     Result, StatusChange, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Our transactions never wait on their client: one idle this long belongs to
+/// a frozen or stuck process, and is ended so its locks (a partition's epoch
+/// held for a batch) do not keep the partition's next owner out.
+const IDLE_IN_TRANSACTION: &str = "5s";
 
 /// Per process: the server's connection limit is shared by every worker and edge.
 const MAX_CONNECTIONS: u32 = 16;
@@ -71,7 +76,7 @@ impl PgStore {
             // Short: during an outage, callers are told so in seconds
             // (readiness, `unavailable`) rather than left waiting.
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]))
             .await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
         Ok(Self { pool })
@@ -296,10 +301,35 @@ impl Store for PgStore {
 
 #[async_trait]
 impl PartitionStore for PgStore {
-    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64> {
-        let claim = sqlx::query_scalar(CLAIM).bind(kind).bind(i64::from(partition)).bind(owner);
-        let epoch: i64 = claim.fetch_one(&self.pool).await?;
-        Ok(epoch as u64)
+    async fn claim_partitions(&self, kind: &str, partitions: &[u32], owner: &str) -> Result<Vec<(u32, u64)>> {
+        let ids: Vec<i32> = partitions.iter().map(|&p| p as i32).collect();
+        let rows = self
+            .write(async |conn| {
+                sqlx::query(
+                    "INSERT INTO partition_epochs (kind, partition_id, epoch, owner) \
+                     SELECT $1, p, 0, $2 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING",
+                )
+                .bind(kind)
+                .bind(owner)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+                // SKIP LOCKED: a row held FOR SHARE is a batch of the previous
+                // owner in flight; the other partitions need not wait for it.
+                Ok(sqlx::query_as(
+                    "UPDATE partition_epochs SET epoch = epoch + 1, owner = $2 \
+                     WHERE kind = $1 AND partition_id IN (SELECT partition_id FROM partition_epochs \
+                       WHERE kind = $1 AND partition_id = ANY($3::int[]) FOR UPDATE SKIP LOCKED) \
+                     RETURNING partition_id::bigint, epoch",
+                )
+                .bind(kind)
+                .bind(owner)
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?)
+            })
+            .await?;
+        Ok(claimed(rows))
     }
 }
 

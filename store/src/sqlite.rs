@@ -18,7 +18,7 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
-use crate::partitions::{CLAIM, Epochs};
+use crate::partitions::{Epochs, claimed};
 use crate::{
     Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
     Result, StatusChange, Store, StoreError,
@@ -286,14 +286,33 @@ impl Store for SqliteStore {
 
 #[async_trait]
 impl PartitionStore for SqliteStore {
-    async fn claim_partition(&self, kind: &str, partition: u32, owner: &str) -> Result<u64> {
-        let epoch: i64 = self
+    async fn claim_partitions(&self, kind: &str, partitions: &[u32], owner: &str) -> Result<Vec<(u32, u64)>> {
+        // One writer at a time: nothing is ever locked by another batch here.
+        let ids = serde_json::to_string(partitions).expect("numbers serialise");
+        let rows = self
             .write(async |conn| {
-                let claim = sqlx::query_scalar(CLAIM).bind(kind).bind(i64::from(partition)).bind(owner);
-                Ok(claim.fetch_one(conn).await?)
+                sqlx::query(
+                    "INSERT INTO partition_epochs (kind, partition_id, epoch, owner) \
+                     SELECT ?1, value, 0, ?2 FROM json_each(?3) WHERE true ON CONFLICT DO NOTHING",
+                )
+                .bind(kind)
+                .bind(owner)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+                Ok(sqlx::query_as(
+                    "UPDATE partition_epochs SET epoch = epoch + 1, owner = ?2 \
+                     WHERE kind = ?1 AND partition_id IN (SELECT value FROM json_each(?3)) \
+                     RETURNING partition_id, epoch",
+                )
+                .bind(kind)
+                .bind(owner)
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?)
             })
             .await?;
-        Ok(epoch as u64)
+        Ok(claimed(rows))
     }
 }
 

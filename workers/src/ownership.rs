@@ -292,43 +292,45 @@ impl Keeper {
         if free.is_empty() {
             return;
         }
-        // All at once: a dead worker's share is taken in one round trip, not one per partition.
-        let claims = free.into_iter().map(|partition| {
-            let (leases, store, node) = (self.leases.clone(), self.store.clone(), self.node.clone());
-            let kind = self.kind;
-            async move { (partition, take(leases.as_ref(), store.as_ref(), kind, &node, partition).await) }
-        });
+        // All at once: a dead worker's share is taken in one round trip to the
+        // bus and one transaction in the store, not one of each per partition.
+        let acquired_at = Instant::now();
+        let acquires =
+            free.into_iter().map(|partition| {
+                let (leases, value) = (self.leases.clone(), Bytes::from(self.node.clone()));
+                let key = owner_key(self.kind, partition);
+                // `None`: held still (its lapse not yet reached the server), or the bus is down.
+                async move {
+                    leases.acquire(&key, value).await.ok().flatten().map(|revision| (partition, revision))
+                }
+            });
+        let acquired: BTreeMap<u32, u64> =
+            futures_util::future::join_all(acquires).await.into_iter().flatten().collect();
+        if acquired.is_empty() {
+            return;
+        }
+        let wanted: Vec<u32> = acquired.keys().copied().collect();
+        let claimed = match self.store.claim_partitions(self.kind, &wanted, &self.node).await {
+            Ok(claimed) => claimed.into_iter().collect::<BTreeMap<u32, u64>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, kind = self.kind, "partitions not claimed; retrying");
+                BTreeMap::new()
+            }
+        };
         let mut took = Vec::new();
-        for (partition, claimed) in futures_util::future::join_all(claims).await {
-            let Some((revision, epoch)) = claimed else { continue };
-            self.held.insert(partition, Held { revision, renewed: Instant::now(), handing_over: false });
+        for (partition, revision) in acquired {
+            let Some(&epoch) = claimed.get(&partition) else {
+                // Its old owner's last batch is still being stored: taken again later.
+                let _ = self.leases.release(&owner_key(self.kind, partition), Some(revision)).await;
+                continue;
+            };
+            // Renewed as of the acquire: a slow claim must not make the lease look fresher.
+            self.held.insert(partition, Held { revision, renewed: acquired_at, handing_over: false });
             let _ = self.orders.send(Order::Take { partition, epoch });
             took.push(partition);
         }
         if !took.is_empty() {
             tracing::info!(kind = self.kind, partitions = ?took, held = self.held.len(), "partitions taken");
-        }
-    }
-}
-
-/// Takes a free partition's lease, then claims it in the store: the lease's
-/// revision and the new epoch, `None` when it is held still or cannot be had now.
-async fn take(
-    leases: &dyn Leases,
-    store: &dyn PartitionStore,
-    kind: &'static str,
-    node: &str,
-    partition: u32,
-) -> Option<(u64, u64)> {
-    let key = owner_key(kind, partition);
-    // `None`: held still (its lapse not yet reached the server), or the bus is down.
-    let revision = leases.acquire(&key, node.to_owned().into()).await.ok()??;
-    match store.claim_partition(kind, partition, node).await {
-        Ok(epoch) => Some((revision, epoch)),
-        Err(e) => {
-            tracing::warn!(error = %e, kind, partition, "partition not claimed; retrying");
-            let _ = leases.release(&key, Some(revision)).await;
-            None
         }
     }
 }

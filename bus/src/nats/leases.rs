@@ -95,12 +95,20 @@ impl Leases for NatsLeases {
     }
 
     async fn entries(&self) -> Result<Vec<Entry>> {
+        // The stream's subjects, listed in one answer: a key listing by consumer
+        // (`kv::Store::keys`) can end early while renewals append to the stream.
+        let prefix = format!("$KV.{BUCKET}.");
         let keys: Vec<String> = self
             .store
-            .keys()
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
             .await
             .map_err(|e| unavailable("cannot list the lease bucket", e))?
-            .filter_map(|key| async move { key.ok() })
+            .filter_map(|subject| {
+                let key =
+                    subject.ok().and_then(|(subject, _)| subject.strip_prefix(&prefix).map(str::to_owned));
+                async move { key }
+            })
             .collect()
             .await;
         let mut entries = Vec::with_capacity(keys.len());

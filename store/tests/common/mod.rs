@@ -40,6 +40,7 @@ macro_rules! behaviour_tests {
             concurrent_takers_get_each_bot_reply_once,
             a_failed_write_does_not_keep_the_database_locked,
             a_fenced_out_owner_stores_nothing_and_its_successor_continues,
+            many_partitions_are_claimed_at_once_each_with_its_own_epoch,
             a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message,
             a_batch_over_several_conversations_numbers_each_and_knows_what_was_stored,
             sync_seqs_start_at_one_per_tenant_and_have_no_gaps_under_concurrent_writers,
@@ -428,11 +429,13 @@ pub async fn a_failed_write_does_not_keep_the_database_locked(db: Db) {
 /// its successor stores continue without a gap.
 pub async fn a_fenced_out_owner_stores_nothing_and_its_successor_continues(db: Db) {
     create(db.store.as_ref(), "c1").await;
-    let old = db.store.claim_partition("persist", 7, "a").await.unwrap();
+    let claim =
+        async |store: &dyn Store, kind, owner| store.claim_partitions(kind, &[7], owner).await.unwrap()[0];
+    let (_, old) = claim(db.store.as_ref(), "persist", "a").await;
     let old_fence = Fence { kind: "persist", held: vec![(7, old)] };
     let first = db.store.append_messages(&[new_message("c1", "first", None)], &old_fence).await.unwrap();
     assert_eq!(first[0].as_ref().unwrap().message.offset, 1);
-    let new = db.other.claim_partition("persist", 7, "b").await.unwrap();
+    let (_, new) = claim(db.other.as_ref(), "persist", "b").await;
     assert!(new > old, "a claim raises the epoch");
     let stale = [new_message("c1", "stale", None), new_message("c1", "stale too", None)];
     let err = db.store.append_messages(&stale, &old_fence).await.unwrap_err();
@@ -445,11 +448,21 @@ pub async fn a_fenced_out_owner_stores_nothing_and_its_successor_continues(db: D
     assert_eq!(next[0].as_ref().unwrap().message.offset, 2);
     assert_eq!(texts_after(db.store.as_ref(), "c1", 0).await, ["first", "second"]);
     // Another kind's partition of the same number is its own.
-    let sync = db.store.claim_partition("sync", 7, "a").await.unwrap();
+    let (_, sync) = claim(db.store.as_ref(), "sync", "a").await;
     db.store
         .append_change(new_change("t1", 1), &Fence { kind: "sync", held: vec![(7, sync)] })
         .await
         .unwrap();
+}
+
+pub async fn many_partitions_are_claimed_at_once_each_with_its_own_epoch(db: Db) {
+    let mut first = db.store.claim_partitions("persist", &[3, 1, 2], "a").await.unwrap();
+    first.sort();
+    assert_eq!(first, [(1, 1), (2, 1), (3, 1)]);
+    let mut again = db.other.claim_partitions("persist", &[2, 3, 4], "b").await.unwrap();
+    again.sort();
+    assert_eq!(again, [(2, 2), (3, 2), (4, 1)], "a claim raises each epoch; a new partition starts at 1");
+    assert_eq!(db.store.claim_partitions("persist", &[], "a").await.unwrap(), []);
 }
 
 pub async fn a_batch_is_stored_in_order_and_a_missing_conversation_spoils_only_its_own_message(db: Db) {
