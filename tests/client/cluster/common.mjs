@@ -11,16 +11,10 @@ export async function publish(cluster, edge, conversationId, text, clientMsgId =
   let last;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${edge.url}/api/v1/conversations/${conversationId}/messages`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${cluster.serviceToken()}`, "content-type": "application/json" },
-        body: JSON.stringify({ text, client_msg_id: clientMsgId }),
-        signal: AbortSignal.timeout(15_000),
-      });
-      const body = await res.json().catch(() => null);
-      if (res.status === 200 || res.status === 201) return body;
-      if (res.status < 500) throw new Error(`publish answered ${res.status}: ${JSON.stringify(body)}`);
-      last = `${res.status} ${JSON.stringify(body)}`;
+      const { status, body } = await postOnce(cluster, edge, conversationId, text, clientMsgId, 15_000);
+      if (status === 200 || status === 201) return body;
+      if (status < 500) throw new Error(`publish answered ${status}: ${JSON.stringify(body)}`);
+      last = `${status} ${JSON.stringify(body)}`;
     } catch (err) {
       if (String(err.message).startsWith("publish answered")) throw err;
       last = err.message;
@@ -107,13 +101,13 @@ export function stored(cluster, conversationId) {
 }
 
 /** One POST of a message, no retry: its status, body, and how long the answer took. */
-export async function postOnce(cluster, edge, conversationId, text, clientMsgId) {
+export async function postOnce(cluster, edge, conversationId, text, clientMsgId, timeout = 30_000) {
   const started = performance.now();
   const res = await fetch(`${edge.url}/api/v1/conversations/${conversationId}/messages`, {
     method: "POST",
     headers: { authorization: `Bearer ${cluster.serviceToken()}`, "content-type": "application/json" },
     body: JSON.stringify({ text, client_msg_id: clientMsgId }),
-    signal: AbortSignal.timeout(30_000),
+    signal: AbortSignal.timeout(timeout),
   });
   const body = await res.json().catch(() => null);
   const ms = performance.now() - started;
