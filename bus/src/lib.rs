@@ -156,7 +156,8 @@ pub trait Bus: Send + Sync + 'static {
         wait: std::time::Duration,
     ) -> Result<Consumer>;
     /// How many messages of `durable` (consuming `filter`) are not yet
-    /// acknowledged, waiting or in hand.
+    /// acknowledged, waiting or in hand; an error while no consumer process
+    /// has made it.
     async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<u64>;
     /// The leases every process on this bus shares.
     fn leases(&self) -> std::sync::Arc<dyn Leases>;

@@ -188,6 +188,11 @@ impl Resolved {
         switchboard_bus::NatsOptions { replicas: self.nats_replicas, lease: self.lease, ..Default::default() }
     }
 
+    /// For tools that only look at a cluster's bus: they declare nothing.
+    pub fn observer_bus_options(&self) -> switchboard_bus::NatsOptions {
+        switchboard_bus::NatsOptions { declare: false, ..self.bus_options() }
+    }
+
     /// The partitions of a cluster's commands.
     pub fn partitions(&self) -> switchboard_bus::Partitions {
         switchboard_bus::Partitions::new(self.partitions.unwrap_or(switchboard_bus::partition::DEFAULT_COUNT))

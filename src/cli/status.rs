@@ -1,7 +1,7 @@
 //! `switchboard status`: the cluster at a glance, from the bus: edges and
 //! their sockets, workers and the partitions each holds, each partition's
-//! backlog. It reads the same settings as the nodes (the bus, the partition
-//! count, the replicas and lease it declares with).
+//! backlog. It needs the nodes' bus and partition count, and changes nothing
+//! there: it declares no stream, bucket or consumer.
 
 use std::fmt::Write;
 
@@ -24,7 +24,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let bus = switchboard_bus::connect(
         settings.require_nats()?,
         &settings.node_id("status"),
-        settings.bus_options(),
+        settings.observer_bus_options(),
     )
     .await?;
     let roster = Roster::read(bus.as_ref(), settings.partitions()).await?;

@@ -47,16 +47,26 @@ impl NatsLeases {
             .await
             .map_err(|e| unavailable("cannot create the lease bucket", e))?;
         let current = created.cached_info().config.clone();
-        if current.max_age != ttl || current.num_replicas != replicas {
+        let config = stream::Config {
+            num_replicas: super::kept_replicas(&config.name, current.num_replicas, replicas),
+            ..config
+        };
+        if current.max_age != ttl || current.num_replicas != config.num_replicas {
             jetstream
                 .update_stream(&config)
                 .await
                 .map_err(|e| unavailable("cannot update the lease bucket", e))?;
         }
+        Self::existing(jetstream).await
+    }
+
+    /// Opens the bucket as it is, its lease being its max age.
+    pub(super) async fn existing(jetstream: &Context) -> Result<Self> {
         let store = jetstream
             .get_key_value(BUCKET)
             .await
-            .map_err(|e| unavailable("cannot open the lease bucket", e))?;
+            .map_err(|e| unavailable("cannot open the lease bucket (has a node started?)", e))?;
+        let ttl = store.stream.cached_info().config.max_age;
         Ok(Self { store, ttl })
     }
 }

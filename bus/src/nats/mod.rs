@@ -82,11 +82,20 @@ pub struct NatsOptions {
     /// (partition) consumers, so a dead owner's commands are redelivered
     /// about when its successor takes over.
     pub lease: Duration,
+    /// Whether this process creates the streams and the lease bucket and
+    /// brings them to these settings. Tools that only look (`status`,
+    /// `tail`) do not: run with other settings, they must change nothing.
+    pub declare: bool,
 }
 
 impl Default for NatsOptions {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(30), replicas: 1, lease: crate::leases::DEFAULT_TTL }
+        Self {
+            ack_wait: Duration::from_secs(30),
+            replicas: 1,
+            lease: crate::leases::DEFAULT_TTL,
+            declare: true,
+        }
     }
 }
 
@@ -112,10 +121,15 @@ impl NatsBus {
         let client = connect_client(url, name).await?;
         let mut jetstream = jetstream::new(client.clone());
         jetstream.set_timeout(JETSTREAM_TIMEOUT);
-        for stream in DurableStream::ALL {
-            declare_stream(&jetstream, stream, options.replicas.max(1)).await?;
-        }
-        let leases = Arc::new(NatsLeases::open(&jetstream, options.lease, options.replicas.max(1)).await?);
+        let leases = if options.declare {
+            for stream in DurableStream::ALL {
+                declare_stream(&jetstream, stream, options.replicas.max(1)).await?;
+            }
+            NatsLeases::open(&jetstream, options.lease, options.replicas.max(1)).await?
+        } else {
+            NatsLeases::existing(&jetstream).await?
+        };
+        let leases = Arc::new(leases);
         Ok(Self { client, jetstream, options, leases, pulled: Arc::default() })
     }
 
@@ -230,7 +244,11 @@ async fn declare_stream(jetstream: &Context, stream: DurableStream, replicas: us
         .await
         .map_err(|e| unavailable(format!("cannot create stream {}", stream.name()), e))?;
     let current = created.cached_info().config.clone();
-    let wanted = with_declared_settings(stream, replicas, current.clone());
+    let wanted = with_declared_settings(
+        stream,
+        kept_replicas(stream.name(), current.num_replicas, replicas),
+        current.clone(),
+    );
     if wanted != current {
         tracing::info!(stream = stream.name(), "updating the stream's settings");
         jetstream
@@ -239,6 +257,20 @@ async fn declare_stream(jetstream: &Context, stream: DurableStream, replicas: us
             .map_err(|e| unavailable(format!("cannot update stream {}", stream.name()), e))?;
     }
     Ok(())
+}
+
+/// Replicas are raised to the setting, never lowered: one process started
+/// without `SWITCHBOARD_NATS_REPLICAS` must not take a cluster's copies away.
+fn kept_replicas(name: &str, current: usize, wanted: usize) -> usize {
+    if current > wanted {
+        tracing::warn!(
+            stream = name,
+            current,
+            wanted,
+            "the stream keeps its replicas: lower them by hand (nats stream edit) if that is meant"
+        );
+    }
+    current.max(wanted)
 }
 
 fn unavailable(what: impl std::fmt::Display, cause: impl std::fmt::Display) -> BusError {
@@ -365,8 +397,14 @@ impl Bus for NatsBus {
         ))
     }
 
-    async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<u64> {
-        let mut consumer = self.pulled(stream, durable, filter).await?;
+    async fn backlog(&self, stream: DurableStream, durable: &str, _filter: &str) -> Result<u64> {
+        // Read, never made: whoever asks (an edge, `switchboard status`) must
+        // not create consumers or change their settings.
+        let mut consumer: jetstream::consumer::PullConsumer = self
+            .jetstream
+            .get_consumer_from_stream(durable, stream.name())
+            .await
+            .map_err(|e| unavailable(format!("no consumer {durable}"), e))?;
         let info = consumer.info().await.map_err(|e| unavailable(format!("no info on {durable}"), e))?;
         Ok(info.num_pending + info.num_ack_pending as u64)
     }

@@ -14,10 +14,13 @@ const ctx = useCluster({ edges: 2, workers: 2, env: { NATS_NODES: "3" } });
 describe("a three-node NATS cluster (replicas 3)", () => {
   it("kill -9 of the SB_COMMANDS leader mid-burst: every acknowledged message stored once and in turn, watchers gap-free, writes back within seconds", async (t) => {
     const { cluster } = ctx;
+    // An operator's look with other settings changes nothing on the bus.
+    await cluster.status({ SWITCHBOARD_NATS_REPLICAS: "1", SWITCHBOARD_LEASE_MS: "1000" });
     const nc = await natsConnect({ servers: cluster.natsUrl.split(","), name: "test-operator" });
     let leader;
     try {
       const jsm = await nc.jetstreamManager();
+      assert.equal((await jsm.streams.info("KV_SB_LEASES")).config.max_age, 3_000_000_000, "the lease stays 3 s");
       for (const name of ["SB_COMMANDS", "SB_EVENTS", "KV_SB_LEASES"]) {
         const info = await jsm.streams.info(name);
         assert.equal(info.config.num_replicas, 3, `${name} has three replicas`);

@@ -112,15 +112,15 @@ class Cluster {
     return stdout.trim().split("\n").at(-1);
   }
 
-  /** `switchboard status --json` against this cluster's bus. */
-  async status() {
+  /** `switchboard status --json` against this cluster's bus (with `env` added to its environment). */
+  async status(env = {}) {
     const { stdout } = await run(binaryPath(), ["status", "--json"], {
       env: {
         ...process.env,
         SWITCHBOARD_NATS_URL: this.natsUrl,
         SWITCHBOARD_PARTITIONS: String(this.partitions),
-        SWITCHBOARD_NATS_REPLICAS: this.env.REPLICAS,
         SWITCHBOARD_LOG: "warn",
+        ...env,
       },
     });
     return JSON.parse(stdout);
