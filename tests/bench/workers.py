@@ -4,8 +4,9 @@
 For each worker count (WORKER_COUNTS, default 1,2,4) a cluster of two edges on its own
 NATS and PostgreSQL (deploy/cluster.sh): receivers on edge 2, one publishing socket per
 conversation on edge 1, CONNECTIONS receivers over CONVERSATIONS conversations, each offered
-rate (RATES msgs/s) for DURATION seconds. Meanwhile pg_locks is sampled for lock waits; after,
-pg_stat_database's deadlocks are read. With two or more workers, one is then killed (-9) and
+rate (RATES msgs/s) for DURATION seconds. Meanwhile pg_locks is sampled for lock waits and each
+process's CPU time is read from /proc (where the cores go); after, pg_stat_database's deadlocks
+are read. With two or more workers, one is then killed (-9) and
 `switchboard status` polled until the others hold every partition: the takeover time.
 
 A measurement, not a test: nothing here asserts a timing. Prints a markdown table and writes
@@ -70,6 +71,30 @@ class LockSampler(threading.Thread):
             self.most = max(self.most, n)
 
 
+def cpu_times():
+    """CPU seconds so far by process role: the node id of Switchboard's, else the program."""
+    times = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode()
+        except (OSError, ValueError):
+            continue
+        node = next((e[20:].decode() for e in environ if e.startswith(b"SWITCHBOARD_NODE_ID=")), None)
+        role = node or os.path.basename(cmd)
+        if role and (node or role in ("nats-server", "postgres", "switchboard-load")):
+            times[role] = times.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return times
+
+
+def used(before, after):
+    """CPU seconds each role used between two readings, the busiest first."""
+    spent = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in spent.items() if v >= 0.1), key=lambda kv: -kv[1]))
+
+
 def status(env):
     out = subprocess.run([SB, "status", "--json"], env={**os.environ, "SWITCHBOARD_NATS_URL": env["NATS_URL"],
                          "SWITCHBOARD_PARTITIONS": env["PARTITIONS"], "SWITCHBOARD_LOG": "warn"},
@@ -110,7 +135,9 @@ def run_workers(workers):
                    "--connections", str(CONNECTIONS), "--conversations", str(CONVERSATIONS),
                    "--rate", str(rate), "--duration", DURATION, "--drain", "5"]
             log("+", " ".join(cmd).replace(cenv["SECRET"], "<secret>"))
+            before = cpu_times()
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            after = cpu_times()
             sampler.stop.set()
             sampler.join()
             out = next((json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")), None)
@@ -119,7 +146,8 @@ def run_workers(workers):
             fixed = out["fixed"]
             rows.append({"workers": workers, "rate": rate, "delivered_share": fixed["delivered_share"],
                          "p50_ms": fixed["p50_ms"], "p99_ms": fixed["p99_ms"], "deliveries_per_s": fixed["deliveries_per_s"],
-                         "lock_wait_samples": sampler.waiting, "samples": sampler.samples, "most_waiting": sampler.most})
+                         "lock_wait_samples": sampler.waiting, "samples": sampler.samples, "most_waiting": sampler.most,
+                         "cpu_s": used(before, after)})
             log(json.dumps(rows[-1]))
         deadlocks = int(psql(cenv["DATABASE_URL"], "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"))
         took = takeover(cenv, dir, workers) if workers > 1 else None
@@ -139,6 +167,10 @@ def main():
         lines.append(f"| {r['workers']} | {r['rate']:.0f} | {100 * r['delivered_share']:.1f}% | {r['deliveries_per_s']:.0f} | "
                      f"{r['p50_ms']} | {r['p99_ms']} | {r['lock_wait_samples']}/{r['samples']} | {r['deadlocks']} | "
                      f"{r['takeover_ms'] if r['takeover_ms'] is not None else '-'} |")
+    lines.append("")
+    lines.append("CPU seconds per process over each run (connect, phase and drain):")
+    for r in rows:
+        lines.append(f"- {r['workers']} workers, {r['rate']:.0f}/s: " + ", ".join(f"{k} {v}" for k, v in r["cpu_s"].items()))
     table = "\n".join(lines)
     print(table)
     os.makedirs(os.path.join(TARGET, "bench"), exist_ok=True)
