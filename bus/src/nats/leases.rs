@@ -23,6 +23,9 @@ const BUCKET: &str = "SB_LEASES";
 pub(super) struct NatsLeases {
     store: kv::Store,
     ttl: Duration,
+    /// How to declare the bucket again, for a process that declares it: a
+    /// server that came back without its storage has none.
+    declared: Option<(Context, stream::Config)>,
 }
 
 impl NatsLeases {
@@ -37,8 +40,9 @@ impl NatsLeases {
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
-            // Leases are worth nothing after a restart: memory is enough, and fast.
-            storage: StorageType::Memory,
+            // On file, so leases outlive a server restart: their holders keep
+            // them instead of all lapsing and being taken again at once.
+            storage: StorageType::File,
             num_replicas: replicas,
             ..Default::default()
         };
@@ -49,6 +53,8 @@ impl NatsLeases {
         let current = created.cached_info().config.clone();
         let config = stream::Config {
             num_replicas: super::kept_replicas(&config.name, current.num_replicas, replicas),
+            // A stream's storage cannot change once made.
+            storage: current.storage,
             ..config
         };
         if current.max_age != ttl || current.num_replicas != config.num_replicas {
@@ -57,7 +63,7 @@ impl NatsLeases {
                 .await
                 .map_err(|e| unavailable("cannot update the lease bucket", e))?;
         }
-        Self::existing(jetstream).await
+        Ok(Self { declared: Some((jetstream.clone(), config)), ..Self::existing(jetstream).await? })
     }
 
     /// Opens the bucket as it is, its lease being its max age.
@@ -67,7 +73,15 @@ impl NatsLeases {
             .await
             .map_err(|e| unavailable("cannot open the lease bucket (has a node started?)", e))?;
         let ttl = store.stream.cached_info().config.max_age;
-        Ok(Self { store, ttl })
+        Ok(Self { store, ttl, declared: None })
+    }
+
+    /// After a failed write: declares the bucket again should the server
+    /// have lost it, so the next attempt (a renewal a moment later) can land.
+    async fn bucket_back(&self) {
+        if let Some((jetstream, config)) = &self.declared {
+            let _ = jetstream.get_or_create_stream(config.clone()).await;
+        }
     }
 }
 
@@ -81,7 +95,10 @@ impl Leases for NatsLeases {
         match self.store.create(key, value).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(unavailable(format!("cannot take lease {key}"), e)),
+            Err(e) => {
+                self.bucket_back().await;
+                Err(unavailable(format!("cannot take lease {key}"), e))
+            }
         }
     }
 
@@ -89,12 +106,21 @@ impl Leases for NatsLeases {
         match self.store.update(key, value, revision).await {
             Ok(revision) => Ok(Some(revision)),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(e) => Err(unavailable(format!("cannot renew lease {key}"), e)),
+            Err(e) => {
+                self.bucket_back().await;
+                Err(unavailable(format!("cannot renew lease {key}"), e))
+            }
         }
     }
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64> {
-        self.store.put(key, value).await.map_err(|e| unavailable(format!("cannot write {key}"), e))
+        match self.store.put(key, value).await {
+            Ok(revision) => Ok(revision),
+            Err(e) => {
+                self.bucket_back().await;
+                Err(unavailable(format!("cannot write {key}"), e))
+            }
+        }
     }
 
     async fn release(&self, key: &str, revision: Option<u64>) -> Result<()> {
