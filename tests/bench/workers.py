@@ -15,6 +15,7 @@ target/bench/workers.md and workers.json.
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,14 +80,21 @@ def cpu_times():
             stat = open(f"/proc/{pid}/stat").read()
             fields = stat[stat.rindex(")") + 2:].split()
             environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode()
+            # PostgreSQL's backends rename themselves "postgres: user db host".
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode().split(" ")[0].rstrip(":")
         except (OSError, ValueError):
             continue
         node = next((e[20:].decode() for e in environ if e.startswith(b"SWITCHBOARD_NODE_ID=")), None)
         role = node or os.path.basename(cmd)
-        if role and (node or role in ("nats-server", "postgres", "switchboard-load")):
+        if role and (node or role in ("nats-server", "postgres")):
             times[role] = times.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return times
+
+
+def loader_cpu():
+    """CPU seconds of the loader runs so far (they are this process's children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def used(before, after):
@@ -135,9 +143,9 @@ def run_workers(workers):
                    "--connections", str(CONNECTIONS), "--conversations", str(CONVERSATIONS),
                    "--rate", str(rate), "--duration", DURATION, "--drain", "5"]
             log("+", " ".join(cmd).replace(cenv["SECRET"], "<secret>"))
-            before = cpu_times()
+            before = {**cpu_times(), "loader": loader_cpu()}
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            after = cpu_times()
+            after = {**cpu_times(), "loader": loader_cpu()}
             sampler.stop.set()
             sampler.join()
             out = next((json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")), None)
