@@ -188,9 +188,11 @@ impl Resolved {
         switchboard_bus::NatsOptions { replicas: self.nats_replicas, lease: self.lease, ..Default::default() }
     }
 
-    /// For tools that only look at a cluster's bus: they declare nothing.
-    pub fn observer_bus_options(&self) -> switchboard_bus::NatsOptions {
-        switchboard_bus::NatsOptions { declare: false, ..self.bus_options() }
+    /// A cluster's bus for a tool that only looks at it (`status`, `tail`):
+    /// it declares nothing, so other settings than the nodes' change nothing.
+    pub async fn observer_bus(&self, tool: &str) -> anyhow::Result<std::sync::Arc<dyn switchboard_bus::Bus>> {
+        let options = switchboard_bus::NatsOptions { declare: false, ..self.bus_options() };
+        Ok(switchboard_bus::connect(self.require_nats()?, &self.node_id(tool), options).await?)
     }
 
     /// The partitions of a cluster's commands.

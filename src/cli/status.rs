@@ -21,12 +21,7 @@ pub struct StatusArgs {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
-    let bus = switchboard_bus::connect(
-        settings.require_nats()?,
-        &settings.node_id("status"),
-        settings.observer_bus_options(),
-    )
-    .await?;
+    let bus = settings.observer_bus("status").await?;
     let roster = Roster::read(bus.as_ref(), settings.partitions()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&roster)?);

@@ -20,12 +20,7 @@ pub struct TailArgs {
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let settings = args.settings.resolve()?;
-    let bus = switchboard_bus::connect(
-        settings.require_nats()?,
-        &settings.node_id("tail"),
-        settings.observer_bus_options(),
-    )
-    .await?;
+    let bus = settings.observer_bus("tail").await?;
     let mut messages = bus.subscribe(&args.subject).await?;
     while let Some(envelope) = messages.next().await {
         println!("{}", line(&envelope));

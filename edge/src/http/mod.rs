@@ -20,7 +20,7 @@ pub mod whatsapp;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -44,8 +44,13 @@ pub fn router(state: AppState) -> Router {
 /// Every error in the one shape, including those answered before a handler
 /// runs (an unknown route or method, a body over its limit, a rejected
 /// extractor), which axum writes as plain text or not at all.
-pub async fn json_errors(response: Response) -> Response {
+pub async fn json_errors(mut response: Response) -> Response {
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read to its end, so the connection cannot carry
+        // another request: a client must not reuse it.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -791,6 +791,8 @@ describe("hostile input", () => {
           headers: { "content-type": "application/json", "x-hub-signature-256": sign(body) },
         });
         assertHttpError(res, 413, "too_large", "5 MB webhook");
+        // The rest of the body was never read: the connection is not reused for the next request.
+        assert.equal(res.headers.get("connection"), "close");
         await assertHealthy();
       });
 
