@@ -88,20 +88,22 @@ impl Roster {
                 roster.workers.push(WorkerSeen { kind: family.kind(), node: member.node, owns: Vec::new() });
             }
         }
-        for family in Family::ALL {
-            for partition in 0..partitions.count() {
-                let owner = owners.remove(&owner_key(family.kind(), partition));
-                let (durable, filter) = (family.durable(partition), family.partition(partition));
-                let backlog = bus.backlog(DurableStream::Commands, &durable, &filter).await.ok();
-                if let Some(worker) = roster
-                    .workers
-                    .iter_mut()
-                    .find(|w| w.kind == family.kind() && Some(&w.node) == owner.as_ref())
-                {
-                    worker.owns.push(partition);
-                }
-                roster.partitions.push(PartitionSeen { kind: family.kind(), partition, owner, backlog });
+        // Every partition's consumer asked at once: one round trip, not one each.
+        let all: Vec<(Family, u32)> =
+            Family::ALL.into_iter().flat_map(|f| (0..partitions.count()).map(move |p| (f, p))).collect();
+        let backlogs = futures_util::future::join_all(all.iter().map(|&(family, partition)| async move {
+            let (durable, filter) = (family.durable(partition), family.partition(partition));
+            bus.backlog(DurableStream::Commands, &durable, &filter).await.ok()
+        }))
+        .await;
+        for (&(family, partition), backlog) in all.iter().zip(backlogs) {
+            let owner = owners.remove(&owner_key(family.kind(), partition));
+            if let Some(worker) =
+                roster.workers.iter_mut().find(|w| w.kind == family.kind() && Some(&w.node) == owner.as_ref())
+            {
+                worker.owns.push(partition);
             }
+            roster.partitions.push(PartitionSeen { kind: family.kind(), partition, owner, backlog });
         }
         roster.edges.sort_by(|a, b| a.node.cmp(&b.node));
         roster.workers.sort_by(|a, b| (a.kind, &a.node).cmp(&(b.kind, &b.node)));

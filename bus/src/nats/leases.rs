@@ -147,11 +147,13 @@ impl Leases for NatsLeases {
             })
             .collect()
             .await;
+        let reads = keys.iter().map(|key| async move {
+            self.store.entry(key).await.map_err(|e| unavailable(format!("cannot read {key}"), e))
+        });
         let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            // A key that lapsed between the listing and the read is simply gone.
-            if let Some(entry) =
-                self.store.entry(&key).await.map_err(|e| unavailable(format!("cannot read {key}"), e))?
+        // Read all at once; a key that lapsed between the listing and the read is simply gone.
+        for entry in futures_util::future::join_all(reads).await {
+            if let Some(entry) = entry?
                 && entry.operation == Operation::Put
             {
                 entries.push(Entry { key: entry.key, value: entry.value, revision: entry.revision });
