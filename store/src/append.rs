@@ -1,7 +1,8 @@
 //! Appending a batch of messages in a handful of statements, whatever its
-//! size: the conversations are locked, one statement finds which messages are
-//! already stored, one per conversation moves its `last_offset` past its share
-//! of the batch, and one inserts them all. Each store supplies the statements
+//! size and however many conversations it spans: the conversations are
+//! locked, one statement finds which messages are already stored, one moves
+//! every conversation's `last_offset` past its share of the batch, and one
+//! inserts them all. Each store supplies the statements
 //! ([`Appender`]); the bookkeeping is here, once.
 //!
 //! Statement by statement, the round trips cost more than the storing itself
@@ -22,15 +23,13 @@ pub(crate) trait Appender: Send {
     fn lock(&mut self, conversation_ids: &[&str]) -> impl Future<Output = Result<()>> + Send;
     /// The batch's messages that are already stored.
     fn stored_already(&mut self, batch: &[NewMessage]) -> impl Future<Output = Result<Vec<Message>>> + Send;
-    /// Moves the conversation's `last_offset` on by `count`; answers the
-    /// conversation (without its last message) and the new `last_offset`, or
-    /// `None` when it does not exist.
-    fn bump_offset(
+    /// Moves each conversation's `last_offset` on by its count, in one
+    /// statement; answers, for each that exists, the conversation (without its
+    /// last message) and its new `last_offset`.
+    fn bump_offsets(
         &mut self,
-        conversation_id: &str,
-        count: usize,
-        at: Timestamp,
-    ) -> impl Future<Output = Result<Option<(Conversation, u64)>>> + Send;
+        bumps: &[Bump<'_>],
+    ) -> impl Future<Output = Result<Vec<(Conversation, u64)>>> + Send;
     /// Creates a conversation unless it exists; true when it did.
     fn create_conversation(&mut self, new: &NewConversation) -> impl Future<Output = Result<bool>> + Send;
     /// Inserts `rows` (index into `batch`, offset) in one statement.
@@ -41,6 +40,14 @@ pub(crate) trait Appender: Send {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The conversation as it is now, with its last message.
     fn conversation(&mut self, id: &str) -> impl Future<Output = Result<Option<Conversation>>> + Send;
+}
+
+/// One conversation's share of a batch.
+pub(crate) struct Bump<'a> {
+    pub conversation_id: &'a str,
+    pub count: usize,
+    /// When its newest message of the batch was made.
+    pub at: Timestamp,
 }
 
 /// What became of one message of the batch.
@@ -88,17 +95,25 @@ pub(crate) async fn append_batch(
             fresh.push((&new.conversation_id, vec![i]));
         }
     }
+    let bump = |conversation_id, indices: &Vec<usize>| Bump {
+        conversation_id,
+        count: indices.len(),
+        at: batch[*indices.last().expect("a group has a message")].created_at,
+    };
+    let bumps: Vec<Bump> = fresh.iter().map(|(c, indices)| bump(*c, indices)).collect();
+    let mut bumped = db.bump_offsets(&bumps).await?;
     let mut rows = Vec::new();
     for (conversation_id, indices) in &fresh {
-        let at = batch[*indices.last().expect("a group has a message")].created_at;
-        let mut bumped = db.bump_offset(conversation_id, indices.len(), at).await?;
+        let mut found =
+            bumped.iter().position(|(c, _)| c.id == *conversation_id).map(|at| bumped.swap_remove(at));
         let mut created = false;
         let creator = indices.iter().find_map(|&i| batch[i].conversation_to_create());
-        if let (None, Some(create)) = (&bumped, creator) {
+        if let (None, Some(create)) = (&found, creator) {
+            // Rare (a WhatsApp contact's first message): a statement of its own.
             created = db.create_conversation(&create).await?;
-            bumped = db.bump_offset(conversation_id, indices.len(), at).await?;
+            found = db.bump_offsets(&[bump(conversation_id, indices)]).await?.pop();
         }
-        let Some((conversation, last_offset)) = bumped else {
+        let Some((conversation, last_offset)) = found else {
             indices.iter().for_each(|&i| fates[i] = Some(Fate::Missing));
             continue;
         };

@@ -7,10 +7,16 @@ the Node Socket.IO 4.x peer (node), the tokio-tungstenite floor (floor), and
 Switchboard over Socket.IO on a two-edge cluster (cluster-sio: receivers on edge 2,
 publishers on edge 1, through NATS and PostgreSQL).
 
+Support chat first: 2 and 3 sockets per conversation across 1000 conversations,
+each message sent by one of the conversation's own sockets in turn (the customer,
+then an agent), the cluster with two edges and two persist workers (a
+conversation's sockets alternate between the edges).
+
 For each fan-out (sockets per conversation) each system is ramped (offered rate
 doubled until fewer than 95% of deliveries arrive, then bisected twice) to find
 its peak deliveries/s,
-then measured at half its peak, and at Node's half-peak rate (same offered load).
+then measured at half its peak, and at Node's half-peak rate (same offered load);
+the support rows also at 1000 messages/s.
 Idle connections: connect and join N, server VmRSS before/after divided by N.
 
 A measurement, not a test: nothing here asserts a timing.
@@ -47,6 +53,13 @@ def env_list(name, default):
 
 
 FANOUTS = env_list("FANOUTS", [10] if SMOKE else [10, 100, 1000])
+# Support chat: sockets per conversation, each conversation's own sockets sending.
+SUPPORT = env_list("SUPPORT", [2] if SMOKE else [2, 3])
+SUPPORT_CONVS = int(os.environ.get("SUPPORT_CONVS", "20" if SMOKE else "1000"))
+# customer: a conversation's sockets are its customer's devices; support: the
+# first is the customer, the others agents (who also get every inbox update).
+SUPPORT_ROLE = os.environ.get("SUPPORT_ROLE", "customer")
+SUPPORT_FIXED = float(os.environ.get("SUPPORT_FIXED", "1000"))
 # 19,000: the most this machine's descriptor limit (20,000, not raisable) allows.
 IDLE = env_list("IDLE", [100] if SMOKE else [10000, 19000, 50000, 100000])
 DURATION = os.environ.get("DURATION", "1" if SMOKE else "3")
@@ -89,7 +102,7 @@ def wait_ready(url, proc, timeout=30):
 class Server:
     """One system under test: url (receivers), publish_url, pid (for VmRSS)."""
 
-    def __init__(self, system):
+    def __init__(self, system, workers=1):
         self.system = system
         self.procs = []
         self.tmp = tempfile.mkdtemp(prefix="sb-bench-")
@@ -124,7 +137,7 @@ class Server:
             # PostgreSQL runs as the postgres OS user, which must reach its data dir inside.
             os.chmod(self.tmp, 0o755)
             os.chmod(self.cluster_dir, 0o755)
-            env.update(EDGES="2", WORKERS="1", SYNC_WORKERS="0", WA_WORKERS="0", SWITCHBOARD_BIN=SB)
+            env.update(EDGES="2", WORKERS=str(workers), SYNC_WORKERS="0", WA_WORKERS="0", SWITCHBOARD_BIN=SB)
             try:
                 subprocess.run(["bash", os.path.join(ROOT, "deploy", "cluster.sh"), "up", self.cluster_dir],
                                env=env, check=True, stdout=logf, stderr=logf, timeout=180)
@@ -182,6 +195,30 @@ def main():
         skipped.append("cluster-sio: CLUSTER=0 (the smoke size skips the cluster)")
     # Node first: its half-peak rate is the shared offered load for the p99 comparison.
     systems.sort(key=lambda s: s != "node")
+    support = {}
+    for fanout in SUPPORT:
+        node_half = None
+        for system in [s for s in systems if s != "floor"]:
+            try:
+                server = Server(system, workers=2)
+            except Exception as e:  # noqa: BLE001 - reported, the matrix goes on
+                skipped.append(f"{system}: could not start ({e})")
+                continue
+            try:
+                args = ["--connections", str(fanout * SUPPORT_CONVS), "--conversations", str(SUPPORT_CONVS),
+                        "--publish", "own", "--role", SUPPORT_ROLE, "--ramp", "--rate", "500",
+                        "--duration", DURATION, "--ramp-steps", RAMP_STEPS]
+                if node_half and system != "node":
+                    args += ["--extra-rate", str(node_half)]
+                args += ["--extra-rate", str(SUPPORT_FIXED)]
+                r = load(server, f"{system} support {fanout}", args)
+                support[(system, fanout)] = r
+                if system == "node" and "half_peak" in r:
+                    node_half = r["half_peak"]["offered_msgs_per_s"]
+            except Exception as e:  # noqa: BLE001
+                skipped.append(f"{system} support {fanout}: {e}")
+            finally:
+                server.stop()
     for fanout in FANOUTS:
         convs = CONVS.get(fanout, 2)
         node_half = None
@@ -233,7 +270,27 @@ def main():
     out = ["# Switchboard benchmark matrix", "",
            f"Size `{SIZE}`; {os.cpu_count()} CPUs; {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB;"
            f" RLIMIT_NOFILE {nofile[0]}; {time.strftime('%Y-%m-%d %H:%M')}.", "",
-           "## Fan-out", "",
+           "## Support chat: each conversation's own sockets sending", "",
+           f"{SUPPORT_CONVS} conversations; role `{SUPPORT_ROLE}`; latencies from send to each socket's"
+           " `message:new`, the sender's own included.", "",
+           "| system | sockets/conv | sockets | peak msgs/s | peak deliveries/s | half-peak p50 ms | p99 ms |"
+           f" p99 ms at Node's half-peak load | p99 ms at {SUPPORT_FIXED:.0f} msgs/s | errors |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for fanout in SUPPORT:
+        for system in systems:
+            r = support.get((system, fanout))
+            if not r:
+                continue
+            h = r.get("half_peak", {})
+            extras = r.get("extras", [])
+            at_node = h if system == "node" else (extras[0] if len(extras) > 1 else {})
+            fixed = extras[-1] if extras else {}
+            peak_msgs = (r.get("peak_deliveries_per_s") or 0) / fanout
+            errs = r.get("errors", 0) + r.get("connect_errors", 0) + r.get("disconnects", 0)
+            out.append(f"| {system} | {fanout} | {r['connected']}/{r['connections']} | {f(peak_msgs, 0)} |"
+                       f" {f(r.get('peak_deliveries_per_s'), 0)} | {f(h.get('p50_ms'), 2)} | {f(h.get('p99_ms'), 2)} |"
+                       f" {f(at_node.get('p99_ms'), 2)} | {f(fixed.get('p99_ms'), 2)} | {errs} |")
+    out += ["", "## Fan-out", "",
            "| system | sockets/conv | sockets | connects/s | peak deliveries/s | half-peak p50 ms | p99 ms |"
            " p99.9 ms | max ms | p99 ms at Node's half-peak load | errors |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -255,6 +312,27 @@ def main():
         out.append(f"| {system} | {r['connected']}/{n} | {f(r['connects_per_s'], 0)} |"
                    f" {'-' if b is None else f'{b / 1024:.1f}'} | {r.get('connect_errors', 0) + r.get('disconnects', 0)} |")
     out += ["", "## Ratios to the targets", ""]
+    for fanout in SUPPORT:
+        node = support.get(("node", fanout))
+        for name in ("sb-sio", "sb-native", "cluster-sio"):
+            r = support.get((name, fanout))
+            if not r:
+                continue
+            parts = []
+            if node and node.get("peak_deliveries_per_s"):
+                parts.append(f"peak {r['peak_deliveries_per_s'] / node['peak_deliveries_per_s']:.2f}x Node's"
+                             + (" (target >= 1.5)" if name == "sb-sio" and fanout == 2 else ""))
+            extras = r.get("extras", [])
+            np99 = (node or {}).get("half_peak", {}).get("p99_ms")
+            if np99 and len(extras) > 1:
+                parts.append(f"p99 at Node's half-peak load {extras[0]['p99_ms']:.2f} ms vs Node's {np99:.2f} ms"
+                             " (target <=)")
+            if extras:
+                parts.append(f"p99 at {SUPPORT_FIXED:.0f} msgs/s {extras[-1]['p99_ms']:.2f} ms (target <= 10)")
+            if name == "cluster-sio":
+                parts.append(f"peak {r['peak_deliveries_per_s'] / fanout:.0f} msgs/s (target >= 10,000 with p99"
+                             " <= 250 ms)")
+            out.append(f"- support {fanout}, {name}: " + "; ".join(parts))
     for fanout in FANOUTS:
         sb, node, floor = (results.get((s, fanout)) for s in ("sb-sio", "node", "floor"))
         nat = results.get(("sb-native", fanout))
@@ -284,11 +362,12 @@ def main():
     with open(os.path.join(TARGET, "bench", "results.md"), "w") as fh:
         fh.write(text)
     with open(os.path.join(TARGET, "bench", "results.json"), "w") as fh:
-        json.dump({"fanout": {f"{k[0]} {k[1]}": v for k, v in results.items()},
+        json.dump({"support": {f"{k[0]} {k[1]}": v for k, v in support.items()},
+                   "fanout": {f"{k[0]} {k[1]}": v for k, v in results.items()},
                    "idle": {f"{k[0]} {k[1]}": v for k, v in idle.items()}, "skipped": skipped}, fh)
     print(text)
     # The smoke run proves the tool works: every system that started produced a result.
-    if not results:
+    if not results or not support:
         sys.exit(1)
 
 

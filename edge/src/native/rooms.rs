@@ -153,6 +153,19 @@ impl NativeRooms {
     }
 
     /// Typing and presence, to everyone in the conversation but their origin.
+    /// Sends `event()` to every member of the conversation, encoding it only
+    /// when there is one (most events reach sockets of one transport only).
+    fn each(&self, conversation_id: &str, on_full: OnFull, event: impl FnOnce() -> Arc<Event>) {
+        let members = self.members(conversation_id);
+        if members.is_empty() {
+            return;
+        }
+        let event = event();
+        for (_, outbox) in members {
+            outbox.share(&event, on_full);
+        }
+    }
+
     fn each_except(&self, conversation_id: &str, origin: &str, name: &str, data: Value) {
         let event = Event::new(name, data);
         for (id, outbox) in self.members(conversation_id) {
@@ -165,17 +178,15 @@ impl NativeRooms {
 
 impl Fanout for NativeRooms {
     fn message(&self, message: &Message) {
-        let event = Event::new(event::MESSAGE_NEW, wire::message(message));
-        for (_, outbox) in self.members(&message.conversation_id) {
-            outbox.share(&event, OnFull::Disconnect);
-        }
+        self.each(&message.conversation_id, OnFull::Disconnect, || {
+            Event::new(event::MESSAGE_NEW, wire::message(message))
+        });
     }
 
     fn status(&self, status: &StatusUpdate) {
-        let event = Event::new(event::MESSAGE_STATUS, wire::status(status));
-        for (_, outbox) in self.members(&status.conversation_id) {
-            outbox.share(&event, OnFull::Disconnect);
-        }
+        self.each(&status.conversation_id, OnFull::Disconnect, || {
+            Event::new(event::MESSAGE_STATUS, wire::status(status))
+        });
     }
 
     fn typing(&self, typing: &pb::Typing) {
@@ -188,8 +199,12 @@ impl Fanout for NativeRooms {
     }
 
     fn inbox(&self, name: &str, conversation: &Conversation) {
+        let agents = self.agents.lock().expect("rooms lock");
+        if agents.is_empty() {
+            return;
+        }
         let event = Event::new(name, wire::conversation(conversation));
-        for outbox in self.agents.lock().expect("rooms lock").values() {
+        for outbox in agents.values() {
             outbox.share(&event, OnFull::Disconnect);
         }
     }

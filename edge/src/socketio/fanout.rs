@@ -106,19 +106,21 @@ pub fn sockets_in(io: &SocketIo, room: String) -> Vec<SocketRef> {
 impl SocketIoFanout {
     /// Emits `data` to every socket in `room` but `except`, serialised once
     /// rather than once per socket.
-    fn broadcast(
+    /// `data` is made only when the room has a socket: most events reach
+    /// sockets of one transport, or one style, only.
+    fn broadcast<T: Serialize>(
         &self,
         room: String,
         except: Option<&str>,
         on_full: OnFull,
         event: &str,
-        data: &(impl Serialize + ?Sized),
+        data: impl FnOnce() -> T,
     ) {
         let sockets = sockets_in(&self.io, room);
         if sockets.is_empty() {
             return;
         }
-        let Ok(payload) = serde_json::value::to_raw_value(data) else { return };
+        let Ok(payload) = serde_json::value::to_raw_value(&data()) else { return };
         for socket in sockets {
             if except.is_none_or(|except| socket.id.to_string() != except) {
                 emit_or(&socket, event, &payload, on_full);
@@ -130,29 +132,29 @@ impl SocketIoFanout {
 impl Fanout for SocketIoFanout {
     fn message(&self, message: &Message) {
         let conversation = &message.conversation_id;
-        self.broadcast(chat_room(conversation), None, OnFull::Disconnect, event::MESSAGE_NEW, message);
-        let legacy = wire::legacy_message(message);
-        self.broadcast(legacy_room(conversation), None, OnFull::Disconnect, event::LEGACY_MESSAGE, &legacy);
+        self.broadcast(chat_room(conversation), None, OnFull::Disconnect, event::MESSAGE_NEW, || message);
+        let legacy = || wire::legacy_message(message);
+        self.broadcast(legacy_room(conversation), None, OnFull::Disconnect, event::LEGACY_MESSAGE, legacy);
     }
 
     fn status(&self, status: &StatusUpdate) {
         let room = chat_room(&status.conversation_id);
-        self.broadcast(room, None, OnFull::Disconnect, event::MESSAGE_STATUS, status);
+        self.broadcast(room, None, OnFull::Disconnect, event::MESSAGE_STATUS, || status);
     }
 
     fn typing(&self, typing: &pb::Typing) {
         let room = chat_room(&typing.conversation_id);
-        self.broadcast(room, Some(&typing.origin), OnFull::Skip, event::USER_TYPING, &wire::typing(typing));
+        self.broadcast(room, Some(&typing.origin), OnFull::Skip, event::USER_TYPING, || wire::typing(typing));
     }
 
     fn inbox(&self, name: &str, conversation: &Conversation) {
-        let payload = wire::conversation(conversation);
-        self.broadcast(AGENTS_ROOM.into(), None, OnFull::Disconnect, name, &payload);
+        let payload = || wire::conversation(conversation);
+        self.broadcast(AGENTS_ROOM.into(), None, OnFull::Disconnect, name, payload);
     }
 
     fn presence(&self, presence: &pb::Presence) {
         let room = chat_room(&presence.conversation_id);
-        let payload = wire::presence(presence);
-        self.broadcast(room, Some(&presence.origin), OnFull::Skip, event::PRESENCE, &payload);
+        let payload = || wire::presence(presence);
+        self.broadcast(room, Some(&presence.origin), OnFull::Skip, event::PRESENCE, payload);
     }
 }

@@ -4,10 +4,10 @@
 //! than deadlock.
 
 use sqlx::{PgConnection, Row};
-use switchboard_proto::model::{Conversation, Message, Timestamp};
+use switchboard_proto::model::{Conversation, Message};
 
 use super::{conversation_from_row, conversation_in, insert_conversation, located_message_from_row, to_time};
-use crate::append::Appender;
+use crate::append::{Appender, Bump};
 use crate::{NewConversation, NewMessage, Result};
 
 impl Appender for PgConnection {
@@ -43,25 +43,32 @@ impl Appender for PgConnection {
         rows.iter().map(located_message_from_row).collect()
     }
 
-    async fn bump_offset(
-        &mut self,
-        conversation_id: &str,
-        count: usize,
-        at: Timestamp,
-    ) -> Result<Option<(Conversation, u64)>> {
-        let row = sqlx::query(
-            "UPDATE conversations SET last_offset = last_offset + $3, updated_at = $2 WHERE id = $1 \
-             RETURNING id, channel, status, customer_id, customer_name, customer_phone, assignee, \
-             created_at, updated_at, last_offset, NULL::uuid AS m_id",
+    /// One statement whose text never changes: the counts travel as arrays.
+    async fn bump_offsets(&mut self, bumps: &[Bump<'_>]) -> Result<Vec<(Conversation, u64)>> {
+        if bumps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut at = Vec::with_capacity(bumps.len());
+        for bump in bumps {
+            at.push(to_time(bump.at)?);
+        }
+        let rows = sqlx::query(
+            "UPDATE conversations c SET last_offset = c.last_offset + v.n, updated_at = v.at \
+             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS v (id, n, at) WHERE c.id = v.id \
+             RETURNING c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
+             c.assignee, c.created_at, c.updated_at, c.last_offset, NULL::uuid AS m_id",
         )
-        .bind(conversation_id)
-        .bind(to_time(at)?)
-        .bind(count as i64)
-        .fetch_optional(&mut *self)
+        .bind(bumps.iter().map(|b| b.conversation_id).collect::<Vec<_>>())
+        .bind(bumps.iter().map(|b| b.count as i64).collect::<Vec<_>>())
+        .bind(at)
+        .fetch_all(&mut *self)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let last_offset: i64 = row.try_get("last_offset")?;
-        Ok(Some((conversation_from_row(&row)?, last_offset as u64)))
+        rows.iter()
+            .map(|row| {
+                let last_offset: i64 = row.try_get("last_offset")?;
+                Ok((conversation_from_row(row)?, last_offset as u64))
+            })
+            .collect()
     }
 
     async fn create_conversation(&mut self, new: &NewConversation) -> Result<bool> {

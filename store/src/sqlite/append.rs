@@ -2,10 +2,10 @@
 //! `BEGIN IMMEDIATE` already serialises writers.
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
-use switchboard_proto::model::{Conversation, Message, Timestamp};
+use switchboard_proto::model::{Conversation, Message};
 
 use super::{MESSAGE_COLUMNS, conversation_from_row, conversation_in, insert_conversation, message_from_row};
-use crate::append::Appender;
+use crate::append::{Appender, Bump};
 use crate::{NewConversation, NewMessage, Result};
 
 impl Appender for SqliteConnection {
@@ -37,25 +37,29 @@ impl Appender for SqliteConnection {
             .collect()
     }
 
-    async fn bump_offset(
-        &mut self,
-        conversation_id: &str,
-        count: usize,
-        at: Timestamp,
-    ) -> Result<Option<(Conversation, u64)>> {
-        let row = sqlx::query(
-            "UPDATE conversations SET last_offset = last_offset + $3, updated_at = $2 WHERE id = $1 \
-             RETURNING id, channel, status, customer_id, customer_name, customer_phone, assignee, \
-             created_at, updated_at, last_offset, NULL AS m_id",
-        )
-        .bind(conversation_id)
-        .bind(at.0)
-        .bind(count as i64)
-        .fetch_optional(&mut *self)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let last_offset: i64 = row.try_get("last_offset")?;
-        Ok(Some((conversation_from_row(&row)?, last_offset as u64)))
+    /// `UPDATE ... FROM (VALUES ...)`: SQLite names the columns of a
+    /// `VALUES` table `column1`, `column2`, ...
+    async fn bump_offsets(&mut self, bumps: &[Bump<'_>]) -> Result<Vec<(Conversation, u64)>> {
+        if bumps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE conversations SET last_offset = last_offset + v.column2, updated_at = v.column3 FROM (",
+        );
+        query.push_values(bumps, |mut row, bump| {
+            row.push_bind(bump.conversation_id).push_bind(bump.count as i64).push_bind(bump.at.0);
+        });
+        query.push(
+            ") AS v WHERE conversations.id = v.column1 RETURNING id, channel, status, customer_id, \
+             customer_name, customer_phone, assignee, created_at, updated_at, last_offset, NULL AS m_id",
+        );
+        let rows = query.build().fetch_all(&mut *self).await?;
+        rows.iter()
+            .map(|row| {
+                let last_offset: i64 = row.try_get("last_offset")?;
+                Ok((conversation_from_row(row)?, last_offset as u64))
+            })
+            .collect()
     }
 
     async fn create_conversation(&mut self, new: &NewConversation) -> Result<bool> {

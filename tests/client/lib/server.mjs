@@ -193,6 +193,20 @@ class ServerProcess {
     return this.exitPromise;
   }
 
+  /**
+   * kill -9: no shutdown of any kind, whatever is in flight is cut where it stands. Then start
+   * again on the same port, data dir and secret; resolves with the kill's `{code, signal}` once ready.
+   */
+  async crash() {
+    const child = this.child;
+    child.kill("SIGKILL");
+    const exit = await this.exitPromise;
+    this.child = null;
+    rmSync(`${this.dataDir}.pid`, { force: true });
+    await this.spawn();
+    return exit;
+  }
+
   /** Restart on the same port with the same data dir and secret; resolves when ready again. */
   async restart() {
     const exit = await this.kill();

@@ -4,7 +4,9 @@
 //! Opens `--connections` WebSockets across `--conversations` conversations,
 //! bound to several loopback source addresses (127.0.0.1, .2, ...), joins each
 //! to its conversation, then publishes at a fixed offered rate (messages/s)
-//! over HTTP or over one publisher socket per conversation. Each message text
+//! over HTTP, over one extra publisher socket per conversation (`socket`), or
+//! from the conversation's own sockets taking turns (`own`: support chat's
+//! shape, the customer's widget and the agent answering). Each message text
 //! carries its send time; every delivery records publish-to-deliver latency.
 //!
 //! Protocols: `sio` (Socket.IO v5 over WebSocket, by hand), `native`
@@ -42,7 +44,10 @@ enum Protocol {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Publish {
     Http,
+    /// One more socket per conversation sends; it is not counted as a receiver.
     Socket,
+    /// The conversation's receiving sockets send, in turn.
+    Own,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -86,9 +91,9 @@ struct Args {
     /// Ramp steps at most, bisections included.
     #[arg(long, default_value_t = 12)]
     ramp_steps: u32,
-    /// One more phase at this rate (messages/s), e.g. another system's half peak.
+    /// One more phase at this rate (messages/s), e.g. another system's half peak; repeatable.
     #[arg(long)]
-    extra_rate: Option<f64>,
+    extra_rate: Vec<f64>,
     /// Only connect and join, then measure memory; no traffic.
     #[arg(long)]
     idle: bool,
@@ -110,10 +115,15 @@ struct Args {
     /// Seconds to wait for stragglers after a phase.
     #[arg(long, default_value_t = 2.0)]
     drain: f64,
-    /// Role of the receiving sockets' tokens: `customer` (the token lists its conversation) or
-    /// `agent` (agents also get every conversation's `conversation:updated`).
+    /// Role of the receiving sockets' tokens: `customer` (the token lists its conversation),
+    /// `agent` (agents also get every conversation's `conversation:updated`), or `support`
+    /// (each conversation's first socket is its customer, the others agents).
     #[arg(long, default_value = "customer")]
     role: String,
+    /// Print, for each 100 ms of the run, the deliveries and the slowest of
+    /// them to stderr: stalls show as a window whose slowest is far above the rest.
+    #[arg(long)]
+    timeline: bool,
     /// Bytes of padding added to each message text.
     #[arg(long, default_value_t = 64)]
     payload: usize,
@@ -141,7 +151,12 @@ struct Stats {
     errors: AtomicU64,
     disconnects: AtomicU64,
     unsent: AtomicU64,
+    /// Per 100 ms window since the start: deliveries and the slowest (µs).
+    windows: Vec<(AtomicU64, AtomicU64)>,
 }
+
+const WINDOW_US: u64 = 100_000;
+const WINDOWS: usize = 1 << 13;
 
 impl Stats {
     fn new() -> Self {
@@ -154,6 +169,7 @@ impl Stats {
             errors: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+            windows: (0..WINDOWS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
         }
     }
 
@@ -191,6 +207,9 @@ impl Stats {
             return;
         }
         let now = now_us();
+        let window = &self.windows[(now / WINDOW_US) as usize % WINDOWS];
+        window.0.fetch_add(1, Ordering::Relaxed);
+        window.1.fetch_max(now.saturating_sub(sent), Ordering::Relaxed);
         self.delivered[phase].fetch_add(1, Ordering::Relaxed);
         self.last_us[phase].fetch_max(now, Ordering::Relaxed);
         let _ = self.hist[phase].lock().unwrap().record(now.saturating_sub(sent).max(1));
@@ -412,7 +431,8 @@ struct Publisher {
     args: Args,
     convs: Vec<String>,
     receivers_per_conv: Vec<u64>,
-    sockets: Vec<mpsc::UnboundedSender<String>>,
+    /// Per conversation, the sockets that send into it, taking turns.
+    sockets: Vec<Vec<mpsc::UnboundedSender<String>>>,
     http: reqwest::Client,
     bearer: String,
     inflight: Arc<Semaphore>,
@@ -435,6 +455,7 @@ impl Publisher {
 
     /// One publishing phase at `rate` messages/s for the configured duration, then a drain.
     async fn run(&self, phase: usize, rate: f64) -> Phase {
+        let mut turns = vec![0usize; self.convs.len()];
         let duration = Duration::from_secs_f64(self.args.duration);
         let start = Instant::now();
         let phase_start_us = now_us();
@@ -453,8 +474,10 @@ impl Publisher {
                 let conv = &self.convs[c];
                 let text = format!("~T{phase}.{}~ {}", now_us(), self.pad);
                 match self.args.publish {
-                    Publish::Socket => {
-                        let _ = self.sockets[c].send(self.frame(conv, &text));
+                    Publish::Socket | Publish::Own => {
+                        let senders = &self.sockets[c];
+                        let _ = senders[turns[c] % senders.len()].send(self.frame(conv, &text));
+                        turns[c] += 1;
                         sent += 1;
                         expected += self.receivers_per_conv[c];
                     }
@@ -533,22 +556,40 @@ async fn main() -> Result<()> {
     let sem = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let connect_start = Instant::now();
+    let mut own_senders: Vec<Vec<mpsc::UnboundedSender<String>>> = vec![Vec::new(); convs.len()];
     for i in 0..args.connections {
         let args2 = args.clone();
         let conv = convs[i % convs.len()].clone();
         let stats = stats.clone();
         let sem = sem.clone();
         let ready = ready_tx.clone();
+        let outbox = (args.publish == Publish::Own).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            own_senders[i % convs.len()].push(tx);
+            rx
+        });
+        // `support`: the conversation's first socket is its customer, the others its agents.
+        let role = match args.role.as_str() {
+            "support" if i < convs.len() => "customer".to_owned(),
+            "support" => "agent".to_owned(),
+            other => other.to_owned(),
+        };
+        // `own` with two URLs (two edges): a conversation's sockets alternate
+        // between them, the customer on the publish URL, the next on the other.
+        let url = match (&args.publish_url, args.publish) {
+            (Some(publish_url), Publish::Own) if (i / convs.len()).is_multiple_of(2) => publish_url.clone(),
+            _ => args.url.clone(),
+        };
         tokio::spawn(async move {
             let permit = sem.acquire_owned().await;
             let source = 1 + (i % sources as usize) as u8;
             let user = format!("load-{i}");
-            let res = connect_join(&args2, &args2.url, &conv, &user, source, &args2.role).await;
+            let res = connect_join(&args2, &url, &conv, &user, source, &role).await;
             drop(permit);
             match res {
                 Ok(ws) => {
                     let _ = ready.send(Ok(()));
-                    pump(ws, stats, true, None).await;
+                    pump(ws, stats, true, outbox).await;
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("{e:#}")));
@@ -594,8 +635,9 @@ async fn main() -> Result<()> {
         for i in 0..args.connections {
             receivers_per_conv[i % convs.len()] += 1;
         }
-        // Publishers: one socket per conversation (not counted as receivers).
-        let mut sockets = Vec::new();
+        // Publishers: one socket per conversation (not counted as receivers),
+        // or the receivers themselves.
+        let mut sockets = std::mem::take(&mut own_senders);
         if args.publish == Publish::Socket {
             let purl = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
             for (c, conv) in convs.iter().enumerate() {
@@ -604,7 +646,7 @@ async fn main() -> Result<()> {
                     .map_err(|e| anyhow!("publisher connect: {e:#}"))?;
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(pump(ws, stats.clone(), false, Some(rx)));
-                sockets.push(tx);
+                sockets[c].push(tx);
             }
         }
         let publisher = Publisher {
@@ -626,7 +668,7 @@ async fn main() -> Result<()> {
             // counts only when none did.
             let (mut peak, mut best_failed): (Option<Phase>, Option<Phase>) = (None, None);
             let (mut last_ok, mut failed, mut refined) = (None::<f64>, None::<f64>, 0);
-            for _ in 0..args.ramp_steps.min(MAX_PHASES as u32 - 3) {
+            for _ in 0..args.ramp_steps.min((MAX_PHASES - 1 - args.extra_rate.len().min(8)) as u32) {
                 stats.settle().await;
                 let p = publisher.run(phase_no, rate).await;
                 phase_no += 1;
@@ -676,12 +718,28 @@ async fn main() -> Result<()> {
             out["peak_deliveries_per_s"] = json!(p.deliveries_per_s);
             out["fixed"] = p.json();
         }
-        if let Some(extra) = args.extra_rate {
+        let mut extras = Vec::new();
+        for &extra in args.extra_rate.iter().take(8) {
             stats.settle().await;
-            let p = publisher.run(phase_no, extra).await;
-            out["extra"] = p.json();
+            extras.push(publisher.run(phase_no, extra).await.json());
+            phase_no += 1;
         }
+        if let Some(first) = extras.first() {
+            out["extra"] = first.clone();
+        }
+        out["extras"] = Value::Array(extras);
         out["steps"] = Value::Array(phases);
+    }
+    if args.timeline {
+        for (at, (count, slowest)) in
+            stats.windows.iter().enumerate().take((now_us() / WINDOW_US) as usize + 1)
+        {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                let ms = slowest.load(Ordering::Relaxed) as f64 / 1000.0;
+                eprintln!("timeline {:.1} s: {count} deliveries, slowest {ms:.1} ms", at as f64 / 10.0);
+            }
+        }
     }
     out["errors"] = json!(stats.errors.load(Ordering::Relaxed));
     out["disconnects"] = json!(stats.disconnects.load(Ordering::Relaxed));
