@@ -109,8 +109,9 @@ impl Event {
             Event::MessageNew(m) => Some(format!("msg:{}", m.id)),
             Event::MessageStatus(s) => Some(format!("status:{}:{}", s.message_id, s.status)),
             Event::ConversationNew(c) => Some(format!("conv-new:{}", c.id)),
-            Event::ConversationUpdated(c) => Some(format!("conv-updated:{}:{}", c.id, c.updated_at.0)),
-            Event::Typing(_) | Event::Presence(_) | Event::BotReply(_) => None,
+            Event::ConversationUpdated(_) | Event::Typing(_) | Event::Presence(_) | Event::BotReply(_) => {
+                None
+            }
         }
     }
 

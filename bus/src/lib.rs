@@ -82,7 +82,10 @@ impl DurableStream {
         match self {
             DurableStream::Commands => &[subjects::COMMANDS, subjects::WA_IN, subjects::WA_OUT],
             DurableStream::Events => {
-                &[subjects::CONV_MSG_ALL, subjects::CONV_STATUS_ALL, subjects::INBOX_ALL]
+                // Not `sb.inbox.updated`: an inbox update is advisory (the next
+                // one corrects a lost one) and comes with nearly every message,
+                // so storing it would cost the stream a write per message.
+                &[subjects::CONV_MSG_ALL, subjects::CONV_STATUS_ALL, subjects::INBOX_NEW]
             }
         }
     }

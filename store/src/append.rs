@@ -12,15 +12,16 @@ use std::future::Future;
 
 use switchboard_proto::model::{Conversation, Message, Timestamp};
 
-use crate::{Appended, NewConversation, NewMessage, Result, StoreError};
+use crate::{Appended, Fence, NewConversation, NewMessage, Result, StoreError};
 
 /// The statements a batch append needs, inside the store's write transaction.
 pub(crate) trait Appender: Send {
-    /// Holds these conversations' rows until the transaction ends, where the
-    /// database does not already serialise writers. Taken before looking for
-    /// stored messages, so a concurrent writer of the same message has either
-    /// committed (and is seen) or waits.
-    fn lock(&mut self, conversation_ids: &[&str]) -> impl Future<Output = Result<()>> + Send;
+    /// Checks `fence` (see [`crate::partitions`]) and holds these
+    /// conversations' rows until the transaction ends, where the database does
+    /// not already serialise writers; in one statement where it can. Taken
+    /// before looking for stored messages, so a concurrent writer of the same
+    /// message has either committed (and is seen) or waits.
+    fn lock(&mut self, conversation_ids: &[&str], fence: &Fence) -> impl Future<Output = Result<()>> + Send;
     /// The batch's messages that are already stored.
     fn stored_already(&mut self, batch: &[NewMessage]) -> impl Future<Output = Result<Vec<Message>>> + Send;
     /// Moves each conversation's `last_offset` on by its count, in one
@@ -68,11 +69,12 @@ enum Fate {
 pub(crate) async fn append_batch(
     db: &mut impl Appender,
     batch: &[NewMessage],
+    fence: &Fence,
 ) -> Result<Vec<Result<Appended>>> {
     let mut conversation_ids: Vec<&str> = batch.iter().map(|n| n.conversation_id.as_str()).collect();
     conversation_ids.sort_unstable();
     conversation_ids.dedup();
-    db.lock(&conversation_ids).await?;
+    db.lock(&conversation_ids, fence).await?;
     let stored = db.stored_already(batch).await?;
     let mut fates: Vec<Option<Fate>> = batch.iter().map(|_| None).collect();
     // The new messages of each conversation, in batch order; conversations in

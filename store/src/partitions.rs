@@ -53,8 +53,17 @@ pub(crate) async fn check(db: &mut impl Epochs, fence: &Fence) -> Result<()> {
     if fence.held.is_empty() {
         return Ok(());
     }
-    let partitions: Vec<i64> = fence.held.iter().map(|&(p, _)| i64::from(p)).collect();
-    let current = db.epochs(fence.kind, &partitions).await?;
+    let current = db.epochs(fence.kind, &partition_ids(fence)).await?;
+    verify(fence, &current)
+}
+
+/// The partitions of `fence`, as the databases store them.
+pub(crate) fn partition_ids(fence: &Fence) -> Vec<i64> {
+    fence.held.iter().map(|&(p, _)| i64::from(p)).collect()
+}
+
+/// [`check`] against epochs read some other way: `current`, (partition, epoch).
+pub(crate) fn verify(fence: &Fence, current: &[(i64, i64)]) -> Result<()> {
     for &(partition, epoch) in &fence.held {
         if !current.contains(&(i64::from(partition), epoch as i64)) {
             return Err(StoreError::Fenced { kind: fence.kind.to_owned(), partition });

@@ -247,11 +247,7 @@ impl Store for PgStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| {
-            crate::partitions::check(conn, fence).await?;
-            crate::append::append_batch(conn, batch).await
-        })
-        .await
+        self.write(async |conn| crate::append::append_batch(conn, batch, fence).await).await
     }
 
     async fn set_status(

@@ -223,11 +223,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
-        self.write(async |conn| {
-            crate::partitions::check(conn, fence).await?;
-            crate::append::append_batch(conn, batch).await
-        })
-        .await
+        self.write(async |conn| crate::append::append_batch(conn, batch, fence).await).await
     }
 
     async fn set_status(

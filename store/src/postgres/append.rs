@@ -8,15 +8,27 @@ use switchboard_proto::model::{Conversation, Message};
 
 use super::{conversation_from_row, conversation_in, insert_conversation, located_message_from_row, to_time};
 use crate::append::{Appender, Bump};
-use crate::{NewConversation, NewMessage, Result};
+use crate::{Fence, NewConversation, NewMessage, Result};
 
 impl Appender for PgConnection {
-    async fn lock(&mut self, conversation_ids: &[&str]) -> Result<()> {
-        sqlx::query("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(conversation_ids)
-            .execute(&mut *self)
-            .await?;
-        Ok(())
+    /// One statement: the conversations locked (in id order, so two batches
+    /// wait for each other rather than deadlock) and the fence's epochs read
+    /// under a share lock (see [`crate::partitions`]); the count of locked
+    /// rows joins them so that both always run.
+    async fn lock(&mut self, conversation_ids: &[&str], fence: &Fence) -> Result<()> {
+        let rows: Vec<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "WITH locked AS (SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+             SELECT e.partition_id, e.epoch FROM (SELECT count(*) FROM locked) l LEFT JOIN \
+             (SELECT partition_id::bigint, epoch FROM partition_epochs \
+              WHERE kind = $2 AND partition_id = ANY($3::int[]) FOR SHARE) e ON true",
+        )
+        .bind(conversation_ids)
+        .bind(fence.kind)
+        .bind(crate::partitions::partition_ids(fence).iter().map(|&p| p as i32).collect::<Vec<_>>())
+        .fetch_all(&mut *self)
+        .await?;
+        let current: Vec<(i64, i64)> = rows.into_iter().filter_map(|(p, e)| Some((p?, e?))).collect();
+        crate::partitions::verify(fence, &current)
     }
 
     /// One statement whose text never changes (so it stays prepared). The

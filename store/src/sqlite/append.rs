@@ -6,11 +6,11 @@ use switchboard_proto::model::{Conversation, Message};
 
 use super::{MESSAGE_COLUMNS, conversation_from_row, conversation_in, insert_conversation, message_from_row};
 use crate::append::{Appender, Bump};
-use crate::{NewConversation, NewMessage, Result};
+use crate::{Fence, NewConversation, NewMessage, Result};
 
 impl Appender for SqliteConnection {
-    async fn lock(&mut self, _: &[&str]) -> Result<()> {
-        Ok(())
+    async fn lock(&mut self, _: &[&str], fence: &Fence) -> Result<()> {
+        crate::partitions::check(self, fence).await
     }
 
     /// One statement: each term of the `OR` is answered by a unique index.
