@@ -12,11 +12,14 @@
 //!   replies are queued and handed out; then the results go back out as
 //!   events. Its after-append hook ([`persist::AfterAppend`]) does more for
 //!   each stored message before its command is acknowledged.
+//! - [`inbox`]: agents' inbox updates from new messages, at most one per
+//!   conversation a second, the newest state winning.
 //! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
 //! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out; its
 //!   [`whatsapp::outbound::Forward`] hook queues a WhatsApp send before a
 //!   message's command is acknowledged.
 
+pub mod inbox;
 pub mod ownership;
 pub mod persist;
 pub mod registry;

@@ -23,6 +23,7 @@ use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Mal
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, Fence, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
 
+use crate::inbox::InboxUpdates;
 use crate::runner::{self, Handler, Outcome, Partitioned};
 
 /// How long a bot reply waits for an edge to say it reached a socket.
@@ -48,6 +49,7 @@ pub struct Persist {
     caller: Caller,
     bot_reply_ttl: Duration,
     after_append: Vec<Arc<dyn AfterAppend>>,
+    inbox: Arc<InboxUpdates>,
 }
 
 impl Persist {
@@ -62,7 +64,8 @@ impl Persist {
         after_append: Vec<Arc<dyn AfterAppend>>,
     ) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
-        Ok(Self { bus, store, node: node.to_owned(), partitions, caller, bot_reply_ttl, after_append })
+        let inbox = InboxUpdates::start(bus.clone());
+        Ok(Self { bus, store, node: node.to_owned(), partitions, caller, bot_reply_ttl, after_append, inbox })
     }
 
     /// Consumes commands until the bus closes the consumer. Whatever is ready
@@ -144,14 +147,7 @@ impl Persist {
         for (at, outcome) in announced {
             outcomes[at] = Some(outcome);
         }
-        // Advisory: a lost update is corrected by the next one.
-        for outcome in
-            join_all(updated.into_values().map(|c| self.announce(Event::ConversationUpdated(c)))).await
-        {
-            if let Err(Failure::Bus(e)) = outcome {
-                tracing::warn!(error = %e, "inbox update not published");
-            }
-        }
+        self.inbox.offer(updated.into_values()).await;
     }
 
     async fn announce_message(&self, appended: Appended) -> Result<pb::CommandResult, Failure> {
