@@ -187,61 +187,56 @@ def load(server, label, extra_args):
     raise RuntimeError(f"{label}: no JSON from switchboard-load (exit {r.returncode}): {r.stderr[-500:]}")
 
 
+def ramp_all(kind, fanouts, systems, skipped, args_for, workers=1):
+    """Ramps each system, started fresh, at each fan-out; `args_for(fanout)` gives the load's
+    arguments before and after the extra phase at Node's half-peak rate (Node runs first: its
+    half peak is the shared offered load for the p99 comparison)."""
+    results = {}
+    for fanout in fanouts:
+        node_half = None
+        for system in systems:
+            try:
+                server = Server(system, workers=workers)
+            except Exception as e:  # noqa: BLE001 - reported, the matrix goes on
+                skipped.append(f"{system}: could not start ({e})")
+                continue
+            try:
+                before, after = args_for(fanout)
+                args = before + ["--ramp", "--duration", DURATION, "--ramp-steps", RAMP_STEPS]
+                if node_half and system != "node":
+                    args += ["--extra-rate", str(node_half)]
+                r = load(server, f"{system} {kind} {fanout}", args + after)
+                results[(system, fanout)] = r
+                if system == "node" and "half_peak" in r:
+                    node_half = r["half_peak"]["offered_msgs_per_s"]
+            except Exception as e:  # noqa: BLE001
+                skipped.append(f"{system} {kind} {fanout}: {e}")
+            finally:
+                server.stop()
+    return results
+
+
 def main():
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
-    results, skipped, rows = {}, [], []
+    skipped = []
     systems = [s for s in SYSTEMS if s != "cluster-sio" or CLUSTER]
     if "cluster-sio" in SYSTEMS and not CLUSTER:
         skipped.append("cluster-sio: CLUSTER=0 (the smoke size skips the cluster)")
     # Node first: its half-peak rate is the shared offered load for the p99 comparison.
     systems.sort(key=lambda s: s != "node")
-    support = {}
-    for fanout in SUPPORT:
-        node_half = None
-        for system in [s for s in systems if s != "floor"]:
-            try:
-                server = Server(system, workers=2)
-            except Exception as e:  # noqa: BLE001 - reported, the matrix goes on
-                skipped.append(f"{system}: could not start ({e})")
-                continue
-            try:
-                args = ["--connections", str(fanout * SUPPORT_CONVS), "--conversations", str(SUPPORT_CONVS),
-                        "--publish", "own", "--role", SUPPORT_ROLE, "--ramp", "--rate", "500",
-                        "--duration", DURATION, "--ramp-steps", RAMP_STEPS]
-                if node_half and system != "node":
-                    args += ["--extra-rate", str(node_half)]
-                args += ["--extra-rate", str(SUPPORT_FIXED)]
-                r = load(server, f"{system} support {fanout}", args)
-                support[(system, fanout)] = r
-                if system == "node" and "half_peak" in r:
-                    node_half = r["half_peak"]["offered_msgs_per_s"]
-            except Exception as e:  # noqa: BLE001
-                skipped.append(f"{system} support {fanout}: {e}")
-            finally:
-                server.stop()
-    for fanout in FANOUTS:
+
+    def support_args(fanout):
+        return (["--connections", str(fanout * SUPPORT_CONVS), "--conversations", str(SUPPORT_CONVS),
+                 "--publish", "own", "--role", SUPPORT_ROLE, "--rate", "500"],
+                ["--extra-rate", str(SUPPORT_FIXED)])
+
+    def fanout_args(fanout):
         convs = CONVS.get(fanout, 2)
-        node_half = None
-        for system in systems:
-            try:
-                server = Server(system)
-            except Exception as e:  # noqa: BLE001 - reported, the matrix goes on
-                skipped.append(f"{system}: could not start ({e})")
-                continue
-            try:
-                start_rate = max(1.0, 8000.0 / fanout)
-                args = ["--connections", str(fanout * convs), "--conversations", str(convs), "--ramp",
-                        "--rate", str(start_rate), "--duration", DURATION, "--ramp-steps", RAMP_STEPS]
-                if node_half and system != "node":
-                    args += ["--extra-rate", str(node_half)]
-                r = load(server, f"{system} fan-out {fanout}", args)
-                results[(system, fanout)] = r
-                if system == "node" and "half_peak" in r:
-                    node_half = r["half_peak"]["offered_msgs_per_s"]
-            except Exception as e:  # noqa: BLE001
-                skipped.append(f"{system} fan-out {fanout}: {e}")
-            finally:
-                server.stop()
+        return (["--connections", str(fanout * convs), "--conversations", str(convs),
+                 "--rate", str(max(1.0, 8000.0 / fanout))], [])
+
+    support = ramp_all("support", SUPPORT, [s for s in systems if s != "floor"], skipped, support_args, workers=2)
+    results = ramp_all("fan-out", FANOUTS, systems, skipped, fanout_args)
     idle = {}
     for n in IDLE:
         # The load generator and the server each hold one descriptor per connection.
