@@ -187,6 +187,16 @@ def load(server, label, extra_args):
     raise RuntimeError(f"{label}: no JSON from switchboard-load (exit {r.returncode}): {r.stderr[-500:]}")
 
 
+def errors(r):
+    """Everything that went wrong in one load run: send errors, failed connects, disconnects."""
+    return r.get("errors", 0) + r.get("connect_errors", 0) + r.get("disconnects", 0)
+
+
+def first_extra(r):
+    """The first extra phase of a run (at Node's half-peak rate, where there is one)."""
+    return (r.get("extras") or [{}])[0]
+
+
 def ramp_all(kind, fanouts, systems, skipped, args_for, workers=1):
     """Ramps each system, started fresh, at each fan-out; `args_for(fanout)` gives the load's
     arguments before and after the extra phase at Node's half-peak rate (Node runs first: its
@@ -281,7 +291,7 @@ def main():
             at_node = h if system == "node" else (extras[0] if len(extras) > 1 else {})
             fixed = extras[-1] if extras else {}
             peak_msgs = (r.get("peak_deliveries_per_s") or 0) / fanout
-            errs = r.get("errors", 0) + r.get("connect_errors", 0) + r.get("disconnects", 0)
+            errs = errors(r)
             out.append(f"| {system} | {fanout} | {r['connected']}/{r['connections']} | {f(peak_msgs, 0)} |"
                        f" {f(r.get('peak_deliveries_per_s'), 0)} | {f(h.get('p50_ms'), 2)} | {f(h.get('p99_ms'), 2)} |"
                        f" {f(at_node.get('p99_ms'), 2)} | {f(fixed.get('p99_ms'), 2)} | {errs} |")
@@ -295,8 +305,8 @@ def main():
             if not r:
                 continue
             h = r.get("half_peak", {})
-            ex = r.get("extra", {}) if system != "node" else h
-            errs = r.get("errors", 0) + r.get("connect_errors", 0) + r.get("disconnects", 0)
+            ex = first_extra(r) if system != "node" else h
+            errs = errors(r)
             out.append(f"| {system} | {fanout} | {r['connected']}/{r['connections']} | {f(r['connects_per_s'], 0)} |"
                        f" {f(r.get('peak_deliveries_per_s'), 0)} | {f(h.get('p50_ms'), 2)} | {f(h.get('p99_ms'), 2)} |"
                        f" {f(h.get('p999_ms'), 2)} | {f(h.get('max_ms'), 2)} | {f(ex.get('p99_ms'), 2)} | {errs} |")
@@ -341,7 +351,7 @@ def main():
                 parts.append(f"{100 * r['peak_deliveries_per_s'] / floor['peak_deliveries_per_s']:.0f}% of the floor's"
                              " (target >= 70%)")
             np99 = (node or {}).get("half_peak", {}).get("p99_ms")
-            sp99 = r.get("extra", {}).get("p99_ms")
+            sp99 = first_extra(r).get("p99_ms")
             if np99 and sp99 is not None:
                 parts.append(f"p99 at Node's half-peak load {sp99:.2f} ms vs Node's {np99:.2f} ms = {sp99 / np99:.2f}x"
                              " (target <= 0.2)")

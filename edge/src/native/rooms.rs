@@ -152,7 +152,6 @@ impl NativeRooms {
             .unwrap_or_default()
     }
 
-    /// Typing and presence, to everyone in the conversation but their origin.
     /// Sends `event()` to every member of the conversation, encoding it only
     /// when there is one (most events reach sockets of one transport only).
     fn each(&self, conversation_id: &str, on_full: OnFull, event: impl FnOnce() -> Arc<Event>) {
@@ -166,6 +165,7 @@ impl NativeRooms {
         }
     }
 
+    /// Typing and presence, to everyone in the conversation but their origin.
     fn each_except(&self, conversation_id: &str, origin: &str, name: &str, data: Value) {
         let event = Event::new(name, data);
         for (id, outbox) in self.members(conversation_id) {

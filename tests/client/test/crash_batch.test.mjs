@@ -52,7 +52,7 @@ describe("a batch interrupted by a crash", () => {
     assert.equal(exit.signal, "SIGKILL", "the process was killed, not stopped");
 
     let total = 0;
-    for (const id of ids) {
+    for (const [c, id] of ids.entries()) {
       const history = await server.history(id, "limit=1000");
       const n = history.length;
       total += n;
@@ -62,7 +62,6 @@ describe("a batch interrupted by a crash", () => {
         assert.equal(byId.get(m.id)?.offset, m.offset, `acknowledged message ${m.id} kept at offset ${m.offset}`);
       }
       // Stored in the order sent: a prefix of this conversation's messages, none skipped.
-      const c = ids.indexOf(id);
       assert.deepEqual(history.map((m) => m.text), range(n).map((i) => `c${c} #${i - 1}`));
       // The conversation's offset counts exactly the stored messages.
       const next = await server.postMessage(id, "after the crash");

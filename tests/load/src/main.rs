@@ -136,6 +136,8 @@ fn now_us() -> u64 {
 }
 
 const MAX_PHASES: usize = 32;
+/// `--extra-rate` phases at most (the rest are ignored), so that ramp and extras fit MAX_PHASES.
+const MAX_EXTRA_PHASES: usize = 8;
 /// Bisections after the doubling ramp first falls behind.
 const RAMP_REFINEMENTS: u32 = 2;
 /// A backlog has cleared when nothing arrived for this long.
@@ -455,7 +457,6 @@ impl Publisher {
 
     /// One publishing phase at `rate` messages/s for the configured duration, then a drain.
     async fn run(&self, phase: usize, rate: f64) -> Phase {
-        let mut turns = vec![0usize; self.convs.len()];
         let duration = Duration::from_secs_f64(self.args.duration);
         let start = Instant::now();
         let phase_start_us = now_us();
@@ -469,15 +470,14 @@ impl Publisher {
             tick.tick().await;
             let due = (start.elapsed().as_secs_f64().min(self.args.duration) * rate) as u64;
             while sent + unsent < due {
-                let c = next % self.convs.len();
+                let (c, turn) = (next % self.convs.len(), next / self.convs.len());
                 next += 1;
                 let conv = &self.convs[c];
                 let text = format!("~T{phase}.{}~ {}", now_us(), self.pad);
                 match self.args.publish {
                     Publish::Socket | Publish::Own => {
                         let senders = &self.sockets[c];
-                        let _ = senders[turns[c] % senders.len()].send(self.frame(conv, &text));
-                        turns[c] += 1;
+                        let _ = senders[turn % senders.len()].send(self.frame(conv, &text));
                         sent += 1;
                         expected += self.receivers_per_conv[c];
                     }
@@ -668,7 +668,9 @@ async fn main() -> Result<()> {
             // counts only when none did.
             let (mut peak, mut best_failed): (Option<Phase>, Option<Phase>) = (None, None);
             let (mut last_ok, mut failed, mut refined) = (None::<f64>, None::<f64>, 0);
-            for _ in 0..args.ramp_steps.min((MAX_PHASES - 1 - args.extra_rate.len().min(8)) as u32) {
+            for _ in
+                0..args.ramp_steps.min((MAX_PHASES - 1 - args.extra_rate.len().min(MAX_EXTRA_PHASES)) as u32)
+            {
                 stats.settle().await;
                 let p = publisher.run(phase_no, rate).await;
                 phase_no += 1;
@@ -719,13 +721,10 @@ async fn main() -> Result<()> {
             out["fixed"] = p.json();
         }
         let mut extras = Vec::new();
-        for &extra in args.extra_rate.iter().take(8) {
+        for &extra in args.extra_rate.iter().take(MAX_EXTRA_PHASES) {
             stats.settle().await;
             extras.push(publisher.run(phase_no, extra).await.json());
             phase_no += 1;
-        }
-        if let Some(first) = extras.first() {
-            out["extra"] = first.clone();
         }
         out["extras"] = Value::Array(extras);
         out["steps"] = Value::Array(phases);
