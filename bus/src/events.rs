@@ -3,7 +3,9 @@
 //! decoder to read any of them back.
 
 use prost::Message as _;
-use switchboard_proto::model::{Conversation, Malformed, Message, StatusUpdate};
+use switchboard_proto::model::{
+    Assignee, Conversation, ConversationStatus, Malformed, Message, StatusUpdate,
+};
 use switchboard_proto::pb;
 
 use crate::{Bus, Envelope, Result, headers, subjects};
@@ -28,8 +30,73 @@ pub enum Event {
     Typing(pb::Typing),
     Presence(pb::Presence),
     ConversationNew(Conversation),
-    ConversationUpdated(Conversation),
+    ConversationUpdated(ConversationChange),
     BotReply(pb::BotReply),
+}
+
+/// A conversation that changed: its new state, and, when who handles it or
+/// its status changed, what they were before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationChange {
+    pub conversation: Conversation,
+    pub previous: Option<Previous>,
+}
+
+/// A conversation's handling before a change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Previous {
+    pub status: ConversationStatus,
+    pub assignee: Option<Assignee>,
+}
+
+impl ConversationChange {
+    /// New messages only: coalesced, for inboxes.
+    pub fn activity(conversation: Conversation) -> Self {
+        Self { conversation, previous: None }
+    }
+
+    /// A customer's message reopened it.
+    pub fn reopened(conversation: Conversation) -> Self {
+        let previous =
+            Previous { status: ConversationStatus::Closed, assignee: conversation.assignee.clone() };
+        Self { conversation, previous: Some(previous) }
+    }
+
+    /// Its status or assignee changed: told at once, to its own sockets too.
+    pub fn is_handling(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+impl From<&ConversationChange> for pb::ConversationChange {
+    fn from(change: &ConversationChange) -> Self {
+        pb::ConversationChange {
+            conversation: Some((&change.conversation).into()),
+            handling: change.previous.is_some(),
+            previous_status: change
+                .previous
+                .as_ref()
+                .map(|p| p.status.as_str().to_owned())
+                .unwrap_or_default(),
+            previous_assignee: change.previous.as_ref().and_then(|p| p.assignee.as_ref()).map(Into::into),
+        }
+    }
+}
+
+impl TryFrom<pb::ConversationChange> for ConversationChange {
+    type Error = Malformed;
+    fn try_from(change: pb::ConversationChange) -> Result<Self, Malformed> {
+        let previous = if change.handling {
+            Some(Previous {
+                status: ConversationStatus::parse(&change.previous_status)
+                    .ok_or(Malformed("previous status"))?,
+                assignee: change.previous_assignee.map(Into::into),
+            })
+        } else {
+            None
+        };
+        Ok(Self { conversation: change.conversation.ok_or(Malformed("conversation"))?.try_into()?, previous })
+    }
 }
 
 impl Event {
@@ -47,7 +114,7 @@ impl Event {
                 Event::ConversationNew(pb::Conversation::decode(body).map_err(bad)?.try_into()?)
             }
             Some(kind::CONVERSATION_UPDATED) => {
-                Event::ConversationUpdated(pb::Conversation::decode(body).map_err(bad)?.try_into()?)
+                Event::ConversationUpdated(pb::ConversationChange::decode(body).map_err(bad)?.try_into()?)
             }
             Some(kind::BOT_REPLY) => Event::BotReply(pb::BotReply::decode(body).map_err(bad)?),
             _ => return Err(Malformed("event type header")),
@@ -93,9 +160,9 @@ impl Event {
                     .header(headers::CONVERSATION, c.id.clone())
             }
             Event::ConversationUpdated(c) => {
-                Envelope::new(subjects::INBOX_UPDATED, encode(&pb::Conversation::from(c)))
+                Envelope::new(subjects::INBOX_UPDATED, encode(&pb::ConversationChange::from(c)))
                     .header(headers::EVENT, kind::CONVERSATION_UPDATED)
-                    .header(headers::CONVERSATION, c.id.clone())
+                    .header(headers::CONVERSATION, c.conversation.id.clone())
             }
             Event::BotReply(r) => Envelope::new(subjects::user_phone_bot(&r.phone), encode(r))
                 .header(headers::EVENT, kind::BOT_REPLY)
@@ -146,6 +213,7 @@ mod tests {
             source: Source::Bot,
             created_at: Timestamp(5),
             content: None,
+            private: false,
         };
         let event = Event::MessageNew(message);
         let envelope = event.envelope();

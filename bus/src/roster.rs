@@ -5,9 +5,12 @@
 //! [`Roster::read`] gathers them, with each partition's backlog, for
 //! `switchboard status` and the edges' `/metrics`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use switchboard_proto::model::Availability;
+use tokio::sync::Notify;
 
 use crate::leases::Leases;
 use crate::subjects::{Family, key_token};
@@ -33,6 +36,40 @@ pub fn owner_key(kind: &str, partition: u32) -> String {
 pub struct EdgeSeen {
     pub node: String,
     pub sockets: u64,
+    /// The agents with a socket on this edge.
+    #[serde(default)]
+    pub agents: Vec<AgentPresence>,
+}
+
+/// An agent connected to an edge, as available as it last said there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentPresence {
+    pub id: String,
+    pub name: String,
+    pub availability: Availability,
+    /// When it said so: across edges, the newest word wins.
+    pub since_ms: i64,
+}
+
+/// The agents connected anywhere (an agent on no edge is offline), each as
+/// it last said, read from the edges' announcements.
+pub async fn agents_connected(leases: &dyn Leases) -> Result<HashMap<String, AgentPresence>> {
+    let mut agents: HashMap<String, AgentPresence> = HashMap::new();
+    for entry in leases.entries().await? {
+        if !entry.key.starts_with("edge.") {
+            continue;
+        }
+        let Ok(edge) = serde_json::from_slice::<EdgeSeen>(&entry.value) else { continue };
+        for agent in edge.agents {
+            match agents.get(&agent.id) {
+                Some(known) if known.since_ms >= agent.since_ms => {}
+                _ => {
+                    agents.insert(agent.id.clone(), agent);
+                }
+            }
+        }
+    }
+    Ok(agents)
 }
 
 /// What a worker announces of itself: its partition count, which must be
@@ -117,30 +154,34 @@ impl Roster {
 }
 
 /// Keeps an edge's announcement fresh while it runs: written at once, then
-/// every third of a lease, and withdrawn by [`Announcer::withdraw`].
+/// every third of a lease or as soon as `changed` is notified (an agent came,
+/// went or changed its availability), and withdrawn by [`Announcer::withdraw`].
 pub struct Announcer {
     task: tokio::task::JoinHandle<()>,
-    leases: std::sync::Arc<dyn Leases>,
+    leases: Arc<dyn Leases>,
     key: String,
 }
 
 impl Announcer {
-    /// `sockets` is asked for the current count at each renewal.
+    /// `seen` is asked for the edge's state at each renewal.
     pub fn edge(
-        leases: std::sync::Arc<dyn Leases>,
+        leases: Arc<dyn Leases>,
         node: &str,
-        sockets: impl Fn() -> u64 + Send + 'static,
+        changed: Arc<Notify>,
+        seen: impl Fn() -> EdgeSeen + Send + 'static,
     ) -> Self {
         let key = edge_key(node);
-        let (writer, name, every) = (leases.clone(), node.to_owned(), leases.ttl() / 3);
+        let (writer, every) = (leases.clone(), leases.ttl() / 3);
         let at = key.clone();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             let mut failing = false;
             loop {
-                ticks.tick().await;
-                let seen = EdgeSeen { node: name.clone(), sockets: sockets() };
-                let value = serde_json::to_vec(&seen).expect("an announcement serialises");
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = changed.notified() => {}
+                }
+                let value = serde_json::to_vec(&seen()).expect("an announcement serialises");
                 match writer.put(&at, value.into()).await {
                     Ok(_) => failing = false,
                     Err(e) if !failing => {

@@ -56,6 +56,9 @@ pub mod op {
     pub const SET_STATUS: &str = "set_status";
     pub const BOT_REPLY: &str = "bot_reply";
     pub const TAKE_BOT_REPLIES: &str = "take_bot_replies";
+    pub const ASSIGN: &str = "assign";
+    pub const SET_CONVERSATION_STATUS: &str = "set_conversation_status";
+    pub const AGENT_SEEN: &str = "agent_seen";
     pub const SYNC_CHANGE: &str = "change";
     pub const SYNC_CONFIRM: &str = "confirm";
 }

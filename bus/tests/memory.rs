@@ -154,10 +154,11 @@ async fn every_kind_of_pattern_receives_and_unsubscribes() {
 #[tokio::test]
 async fn the_roster_reads_edges_workers_and_owners_from_the_leases() {
     use switchboard_bus::Partitions;
-    use switchboard_bus::roster::{Announcer, Roster, member_key, owner_key};
+    use switchboard_bus::roster::{Announcer, EdgeSeen, Roster, member_key, owner_key};
     let bus = bus();
     let leases = bus.leases();
-    let announcer = Announcer::edge(leases.clone(), "edge.a", || 7);
+    let seen = || EdgeSeen { node: "edge.a".into(), sockets: 7, agents: Vec::new() };
+    let announcer = Announcer::edge(leases.clone(), "edge.a", Default::default(), seen);
     let member = br#"{"node":"worker.a","partitions":4}"#;
     leases.put(&member_key("persist", "worker.a"), member.as_slice().into()).await.unwrap();
     leases.acquire(&owner_key("persist", 2), "worker.a".into()).await.unwrap().expect("free");
@@ -179,4 +180,30 @@ async fn the_roster_reads_edges_workers_and_owners_from_the_leases() {
     assert!(persist.iter().all(|p| p.backlog == Some(0)));
     announcer.withdraw().await;
     assert!(Roster::read(bus.as_ref(), Partitions::new(4)).await.unwrap().edges.is_empty(), "withdrawn");
+}
+
+#[tokio::test]
+async fn an_agent_on_two_edges_is_as_available_as_it_said_last() {
+    use switchboard_bus::roster::{AgentPresence, EdgeSeen, agents_connected, edge_key};
+    use switchboard_proto::model::Availability;
+    let bus = bus();
+    let leases = bus.leases();
+    let ana = |availability, since_ms| AgentPresence {
+        id: "ana".into(),
+        name: "Ana".into(),
+        availability,
+        since_ms,
+    };
+    for (node, agent) in [("a", ana(Availability::Online, 0)), ("b", ana(Availability::Away, 5))] {
+        let seen = EdgeSeen { node: node.into(), sockets: 1, agents: vec![agent] };
+        leases.put(&edge_key(node), serde_json::to_vec(&seen).unwrap().into()).await.unwrap();
+    }
+    let agents = agents_connected(leases.as_ref()).await.unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents["ana"].availability, Availability::Away, "the newest word wins");
+    leases.release(&edge_key("b"), None).await.unwrap();
+    let agents = agents_connected(leases.as_ref()).await.unwrap();
+    assert_eq!(agents["ana"].availability, Availability::Online);
+    leases.release(&edge_key("a"), None).await.unwrap();
+    assert!(agents_connected(leases.as_ref()).await.unwrap().is_empty(), "on no edge: offline");
 }

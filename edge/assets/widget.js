@@ -2,7 +2,10 @@
  *   <script src="https://chat.example.com/widget.js" data-token="JWT" data-conversation="ID"></script>
  * It speaks the native WebSocket protocol (JSON frames) to the origin it was
  * loaded from, reconnects by itself with back-off and recovers what it missed
- * by offset (join_conversation with since_offset). No dependencies.
+ * by offset (join_conversation with since_offset). Its header says who is
+ * handling the conversation and whether it is waiting or closed
+ * (conversation:updated), and "Talk to a human" hands it to a person
+ * (request_human). No dependencies.
  * `window.Switchboard.Connection` is the protocol client, reused by /demo/agent. */
 (function () {
   "use strict";
@@ -155,6 +158,19 @@
   function uid() {
     return (crypto.randomUUID ? crypto.randomUUID() : Date.now().toString(36) + Math.random().toString(36).slice(2));
   }
+  /* A conversation state's age: its last change or its last message, whichever is later. */
+  function conversationAge(c) {
+    var changed = Date.parse(c.updated_at) || 0;
+    var said = c.last_message ? Date.parse(c.last_message.created_at) || 0 : 0;
+    return Math.max(changed, said);
+  }
+  /* Whether state `c` of a conversation replaces `known`. Events arrive in
+     order, so one as new as what is known wins; a fetched snapshot may trail
+     the events already applied and wins only when newer. */
+  function supersedes(c, known, snapshot) {
+    if (!known) return true;
+    return snapshot ? conversationAge(c) > conversationAge(known) : conversationAge(c) >= conversationAge(known);
+  }
   var STATE_TEXT = { connecting: "Connecting…", online: "Online", offline: "Offline, reconnecting…" };
 
   /* Reports typing in `input` on `conn`: a start at most every 3 s while the
@@ -192,6 +208,8 @@
     el: el,
     clock: clock,
     uid: uid,
+    conversationAge: conversationAge,
+    supersedes: supersedes,
     STATE_TEXT: STATE_TEXT,
   };
 
@@ -219,7 +237,7 @@
     ".panel{position:fixed;right:20px;bottom:92px;z-index:2147483000;width:370px;height:min(580px,calc(100vh - 112px));background:#fff;color:#1b1b1f;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden}" +
     ".panel[hidden]{display:none}" +
     "header{display:flex;align-items:center;gap:10px;padding:12px 14px;background:#2f5bea;color:#fff}" +
-    "header h2{margin:0;font-size:16px;flex:1}.state{font-size:12px;display:flex;align-items:center;gap:6px}" +
+    ".titles{flex:1;min-width:0}header h2{margin:0;font-size:16px}.sub{margin:2px 0 0;font-size:12px;opacity:.92}.state{font-size:12px;display:flex;align-items:center;gap:6px}" +
     ".dot{width:9px;height:9px;border-radius:50%;background:#ffbf47}.state[data-state=online] .dot{background:#4cd964}.state[data-state=offline] .dot{background:#ff6b6b}" +
     ".close{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:4px 8px;border-radius:6px}" +
     "ol{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;background:#f4f5f8;display:flex;flex-direction:column;gap:8px}" +
@@ -228,6 +246,9 @@
     ".who{display:block;font-size:11px;font-weight:600;color:#555;margin-bottom:2px}li.mine .who{display:none}" +
     ".meta{display:block;font-size:11px;margin-top:3px;opacity:.75;text-align:right}" +
     ".empty{align-self:center;background:none;box-shadow:none;color:#666;font-size:13px}" +
+    ".notice{align-self:center;max-width:100%;background:none;box-shadow:none;color:#555;font-size:12px;text-align:center;padding:2px 8px}" +
+    ".bar{display:flex;justify-content:center;padding:6px 10px;background:#f4f5f8}.bar[hidden]{display:none}" +
+    ".human{border:1px solid #2f5bea;background:#fff;color:#2f5bea;border-radius:16px;padding:5px 14px;font-size:13px;font-weight:600;cursor:pointer}" +
     ".typing{min-height:22px;padding:2px 14px;font-size:12px;color:#555;background:#f4f5f8;font-style:italic}" +
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e3e4e8;background:#fff}" +
     "textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px 12px;border:1px solid #b9bcc6;border-radius:10px;font-size:15px;color:#1b1b1f}" +
@@ -255,15 +276,23 @@
   var panel = el("section", { class: "panel", id: "sb-panel", role: "dialog", "aria-labelledby": "sb-title" });
   panel.hidden = true;
   var header = el("header");
+  var titles = el("div", { class: "titles" });
   var h2 = el("h2", { id: "sb-title" }, title);
+  var statusLine = el("p", { class: "sub", "aria-live": "polite" });
+  statusLine.hidden = true;
+  titles.append(h2, statusLine);
   var stateEl = el("span", { class: "state", role: "status", "data-state": "connecting" });
   var dot = el("span", { class: "dot", "aria-hidden": "true" });
   var stateText = el("span", null, STATE_TEXT.connecting);
   stateEl.append(dot, stateText);
   var close = el("button", { class: "close", type: "button", "aria-label": "Close chat" }, "×");
-  header.append(h2, stateEl, close);
+  header.append(titles, stateEl, close);
   var log = el("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
   var typingEl = el("div", { class: "typing", "aria-live": "polite" });
+  var bar = el("div", { class: "bar" });
+  var human = el("button", { class: "human", type: "button" }, "Talk to a human");
+  bar.appendChild(human);
+  bar.hidden = true;
   var form = el("form", { "aria-label": "Send a message" });
   var label = el("label", { for: "sb-input", class: "sr" }, "Message");
   var input = el("textarea", {
@@ -277,7 +306,7 @@
   var hint = el("span", { id: "sb-hint", class: "sr" }, "Enter sends, Shift+Enter adds a line");
   var send = el("button", { class: "send", type: "submit" }, "Send");
   form.append(label, input, hint, send);
-  panel.append(header, log, typingEl, form);
+  panel.append(header, log, typingEl, bar, form);
   root.append(style, launcher, panel);
   (document.body || document.documentElement).appendChild(host);
 
@@ -289,6 +318,7 @@
   var markedUpTo = 0; /* highest offset I reported read */
   var typers = {};
   var joined = false;
+  var handling = null; /* the conversation's status and assignee, as last heard */
   var emptyRow = el("li", { class: "empty" }, "Ask us anything, we usually answer in a few minutes.");
   log.appendChild(emptyRow);
 
@@ -336,7 +366,8 @@
     return li;
   }
   function show(m) {
-    if (!timeline.add(m)) return false;
+    /* Notes are for staff: the server keeps them from customers, and one that came anyway stays unseen. */
+    if (m.private || !timeline.add(m)) return false;
     if (emptyRow.parentNode) emptyRow.remove();
     var pending = m.client_msg_id && rows[m.client_msg_id];
     if (pending) {
@@ -400,6 +431,68 @@
       }
     }
   }
+  function applyConversation(c, snapshot) {
+    if (!c || c.id !== conversation || !supersedes(c, handling, snapshot)) return;
+    var before = handling;
+    handling = c;
+    if (before) announce(before, c);
+    renderHandling();
+  }
+  function announce(before, after) {
+    var a = after.assignee;
+    if (a && (!before.assignee || before.assignee.id !== a.id)) notice(a.name + " joined");
+    if (after.status === before.status) return;
+    if (after.status === "closed") notice("Conversation closed");
+    else if (before.status === "closed") notice("Conversation reopened");
+  }
+  function notice(text) {
+    if (emptyRow.parentNode) emptyRow.remove();
+    log.insertBefore(el("li", { class: "notice" }, text), log.querySelector("li.pending"));
+    log.scrollTop = log.scrollHeight;
+  }
+  function renderHandling() {
+    var c = handling;
+    var text = "";
+    if (c.status === "pending") text = "Waiting for an agent…";
+    else if (c.status === "closed") text = "Conversation closed";
+    else if (c.assignee) text = "Chatting with " + c.assignee.name;
+    statusLine.textContent = text;
+    statusLine.hidden = !text;
+    statusLine.setAttribute("data-status", c.status);
+    bar.hidden = !!c.assignee || c.status === "pending";
+    if (bar.hidden && root.activeElement === human) input.focus();
+  }
+  /* Read again at every join: what changed while the socket was away came as
+     no event. A page on another origin needs this one to allow it
+     (SWITCHBOARD_CORS_ORIGINS); without that, the state shows from its next change. */
+  function loadHandling() {
+    fetch(base.origin + "/api/v1/conversations/" + encodeURIComponent(conversation), {
+      headers: { authorization: "Bearer " + token },
+    })
+      .then(function (r) {
+        return r.ok ? r.json() : null;
+      })
+      .then(function (c) {
+        if (c) applyConversation(c, true);
+      })
+      .catch(function () {});
+  }
+  function requestHuman() {
+    human.disabled = true;
+    conn
+      .call("request_human", { conversation_id: conversation })
+      .then(
+        function (ack) {
+          applyConversation(ack.conversation, false);
+        },
+        function (err) {
+          notice("Could not reach an agent: " + (err.message || err.code));
+        },
+      )
+      .then(function () {
+        human.disabled = false;
+      });
+  }
   function flush() {
     outbox.slice().forEach(function (p) {
       if (p.inFlight) return;
@@ -429,6 +522,7 @@
         joined = true;
         (ack.messages || []).forEach(show);
         setStateText("online");
+        loadHandling();
         markRead();
         flush();
       })
@@ -466,6 +560,8 @@
             renderBadge();
           }
         }
+      } else if (type === "conversation:updated") {
+        applyConversation(d.conversation, false);
       } else if (type === "user_typing") {
         if (d.user_id === conn.me) return;
         if (d.typing) {
@@ -513,6 +609,7 @@
   launcher.addEventListener("click", function () {
     setOpen(!isOpen());
   });
+  human.addEventListener("click", requestHuman);
   close.addEventListener("click", function () {
     setOpen(false);
   });

@@ -8,14 +8,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchboard_bus::events::Event;
-use switchboard_proto::model::{DeliveryStatus, Timestamp};
+use switchboard_proto::model::{ConversationStatus, DeliveryStatus, Timestamp};
 use switchboard_proto::pb;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::feed::{JoinRequest, Respond, Snapshot};
+use crate::handling::{self, AssignRequest};
 use crate::rules::check_id;
-use crate::session::Session;
+use crate::session::{InboxView, Session};
 use crate::state::EdgeState;
 use crate::wire::{self, event};
 use crate::writes::{self, NewText};
@@ -59,6 +60,12 @@ pub enum Operation {
     /// The room-string style: `join "chat:<id>"`, `leave "chat:<id>"`.
     Join,
     Leave,
+    AssignConversation,
+    CloseConversation,
+    ReopenConversation,
+    RequestHuman,
+    SubscribeInbox,
+    SetAvailability,
 }
 
 impl Operation {
@@ -72,6 +79,12 @@ impl Operation {
         Operation::Ping,
         Operation::Join,
         Operation::Leave,
+        Operation::AssignConversation,
+        Operation::CloseConversation,
+        Operation::ReopenConversation,
+        Operation::RequestHuman,
+        Operation::SubscribeInbox,
+        Operation::SetAvailability,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +98,12 @@ impl Operation {
             Operation::Ping => "ping",
             Operation::Join => "join",
             Operation::Leave => "leave",
+            Operation::AssignConversation => "assign_conversation",
+            Operation::CloseConversation => "close_conversation",
+            Operation::ReopenConversation => "reopen_conversation",
+            Operation::RequestHuman => "request_human",
+            Operation::SubscribeInbox => "subscribe_inbox",
+            Operation::SetAvailability => "set_availability",
         }
     }
 
@@ -110,6 +129,18 @@ impl Operation {
             Operation::Ping => ping(ctx, reply),
             Operation::Join => legacy_join(ctx, data, reply).await,
             Operation::Leave => legacy_leave(ctx, data, reply).await,
+            Operation::AssignConversation => reply.send(assign_conversation(&ctx, data).await),
+            Operation::CloseConversation => {
+                reply.send(set_conversation_status(&ctx, data, ConversationStatus::Closed).await)
+            }
+            Operation::ReopenConversation => {
+                reply.send(set_conversation_status(&ctx, data, ConversationStatus::Open).await)
+            }
+            Operation::RequestHuman => {
+                reply.send(set_conversation_status(&ctx, data, ConversationStatus::Pending).await)
+            }
+            Operation::SubscribeInbox => reply.send(subscribe_inbox(&ctx, data)),
+            Operation::SetAvailability => reply.send(set_availability(&ctx, data).await),
         }
     }
 }
@@ -138,6 +169,25 @@ struct SendPayload {
     conversation_id: String,
     text: String,
     client_msg_id: Option<String>,
+    #[serde(default)]
+    private: bool,
+}
+
+#[derive(Deserialize)]
+struct AssignPayload {
+    conversation_id: String,
+    #[serde(flatten)]
+    request: AssignRequest,
+}
+
+#[derive(Deserialize)]
+struct ViewPayload {
+    view: String,
+}
+
+#[derive(Deserialize)]
+struct AvailabilityPayload {
+    status: String,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +255,10 @@ async fn join<P: Peer>(
         // Runs in the feed's sequence: the answer goes out and the socket
         // enters the room before the feed delivers anything newer.
         Box::new(move |outcome: Result<Snapshot, ApiError>| {
-            let answer = outcome.map(|snapshot| {
+            let staff = ctx.session.is_staff();
+            let answer = outcome.map(|mut snapshot| {
+                // A customer's view skips staff-only notes; its offsets keep their holes.
+                snapshot.messages.retain(|m| staff || !m.private);
                 let entered = ctx.session.while_member(&conversation_id, legacy, || {
                     ctx.peer.enter(&conversation_id, audience(legacy))
                 });
@@ -300,6 +353,7 @@ async fn store_message<P: Peer>(
         conversation_id: payload.conversation_id,
         text: payload.text,
         client_msg_id: payload.client_msg_id,
+        private: payload.private,
     };
     Ok(writes::send_message(&ctx.state, &ctx.session.identity, new, joined).await?.0)
 }
@@ -381,6 +435,52 @@ async fn mark_read<P: Peer>(ctx: Ctx<P>, data: Value, reply: impl Responder) {
     reply.send(outcome.await);
 }
 
+async fn assign_conversation<P: Peer>(ctx: &Ctx<P>, data: Value) -> Result<Value, ApiError> {
+    let payload: AssignPayload = parse("assign_conversation", data)?;
+    let target = payload.request.target()?;
+    let id = payload.conversation_id;
+    let conversation = handling::assign(&ctx.state, &ctx.session.identity, &id, target).await?;
+    Ok(json!({ "conversation": conversation }))
+}
+
+async fn set_conversation_status<P: Peer>(
+    ctx: &Ctx<P>,
+    data: Value,
+    status: ConversationStatus,
+) -> Result<Value, ApiError> {
+    let event = match status {
+        ConversationStatus::Open => "reopen_conversation",
+        ConversationStatus::Closed => "close_conversation",
+        ConversationStatus::Pending => "request_human",
+    };
+    let id = parse::<ConversationPayload>(event, data)?.conversation_id;
+    let conversation = handling::set_status(&ctx.state, &ctx.session.identity, &id, status).await?;
+    Ok(json!({ "conversation": conversation }))
+}
+
+fn subscribe_inbox<P: Peer>(ctx: &Ctx<P>, data: Value) -> Result<Value, ApiError> {
+    handling::require_agent(&ctx.session.identity, "subscribe to the inbox")?;
+    let name = parse::<ViewPayload>("subscribe_inbox", data)?.view;
+    let view = InboxView::parse(&name).ok_or_else(|| {
+        ApiError::bad_request(format!("view is \"all\", \"mine\", \"unassigned\" or \"none\", not {name:?}"))
+    })?;
+    ctx.session.set_inbox_view(view);
+    Ok(json!({ "view": view.name() }))
+}
+
+async fn set_availability<P: Peer>(ctx: &Ctx<P>, data: Value) -> Result<Value, ApiError> {
+    let who = &ctx.session.identity;
+    handling::require_agent(who, "set their availability")?;
+    let availability =
+        handling::availability(&parse::<AvailabilityPayload>("set_availability", data)?.status)?;
+    ctx.state
+        .agents
+        .set(who, availability)
+        .ok_or_else(|| ApiError::unavailable("the connection has closed"))?;
+    let agent = handling::agent(&ctx.state, who, availability).await?;
+    Ok(json!({ "agent": agent }))
+}
+
 fn ping<P: Peer>(ctx: Ctx<P>, reply: impl Responder) {
     let now = Timestamp::now();
     ctx.peer.emit(event::PONG, &json!({ "timestamp": now }));
@@ -389,6 +489,9 @@ fn ping<P: Peer>(ctx: Ctx<P>, reply: impl Responder) {
 
 /// Everything a socket held, given back when it goes.
 pub async fn disconnect<P: Peer>(ctx: Ctx<P>) {
+    if ctx.session.identity.role == switchboard_proto::model::Role::Agent {
+        ctx.state.agents.disconnect(&ctx.session.identity.user_id);
+    }
     let turn = ctx.session.presence_turn().await;
     for conversation_id in ctx.session.exit_all() {
         ctx.state.feeds.leave(&conversation_id);

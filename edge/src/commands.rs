@@ -8,7 +8,8 @@ use switchboard_bus::rpc::Caller;
 use switchboard_bus::subjects::{Family, op};
 use switchboard_bus::{Envelope, Partitions, headers};
 use switchboard_proto::model::{
-    Channel, Conversation, Customer, DeliveryStatus, Message, Sender, Source, StatusUpdate, Timestamp,
+    Assignee, Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Sender, Source,
+    StatusUpdate, Timestamp,
 };
 use switchboard_proto::pb::{self, command, command_result};
 use uuid::Uuid;
@@ -24,6 +25,8 @@ pub struct Draft {
     pub source: Source,
     /// Create the conversation for this customer if it is missing.
     pub create_for: Option<Customer>,
+    /// A staff-only note.
+    pub private: bool,
 }
 
 #[derive(Clone)]
@@ -55,6 +58,7 @@ impl Commands {
             source: draft.source.as_str().into(),
             created_at_ms: Timestamp::now().0,
             create_for: draft.create_for.as_ref().map(Into::into),
+            private: draft.private,
         };
         let subject = self.subject(Family::Chat, &draft.conversation_id, op::SEND_MESSAGE);
         let envelope = Envelope::new(subject, encode(&command(command::Kind::SendMessage(send))))
@@ -95,16 +99,19 @@ impl Commands {
     }
 
     /// Moves a message's status forward; answers the status it now has.
+    /// `reader`: who read it, whose read cursor moves to it.
     pub async fn set_status(
         &self,
         conversation_id: &str,
         message_id: Uuid,
         status: DeliveryStatus,
+        reader: Option<&str>,
     ) -> Result<StatusUpdate, ApiError> {
         let set = pb::SetStatus {
             message_id: message_id.to_string(),
             status: status.as_str().into(),
             at_ms: Timestamp::now().0,
+            reader: reader.map(str::to_owned),
         };
         let subject = self.subject(Family::Chat, conversation_id, op::SET_STATUS);
         let envelope = Envelope::new(subject, encode(&command(command::Kind::SetStatus(set))))
@@ -115,6 +122,66 @@ impl Commands {
             Some(command_result::Outcome::Status(s)) => s.try_into().map_err(malformed),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Who handles a conversation: `claim` for `by` itself, else `assignee`
+    /// (none: unassigned); answers the conversation as it now is.
+    pub async fn assign(
+        &self,
+        conversation_id: &str,
+        by: &Sender,
+        claim: bool,
+        assignee: Option<&Assignee>,
+    ) -> Result<Conversation, ApiError> {
+        let assign = pb::Assign {
+            conversation_id: conversation_id.to_owned(),
+            by: Some(by.into()),
+            claim,
+            assignee: assignee.map(Into::into),
+            at_ms: Timestamp::now().0,
+        };
+        self.handling(conversation_id, op::ASSIGN, command::Kind::Assign(assign)).await
+    }
+
+    /// Closes, reopens or hands a conversation to a human (`pending`).
+    pub async fn set_conversation_status(
+        &self,
+        conversation_id: &str,
+        by: &Sender,
+        status: ConversationStatus,
+    ) -> Result<Conversation, ApiError> {
+        let set = pb::SetConversationStatus {
+            conversation_id: conversation_id.to_owned(),
+            status: status.as_str().into(),
+            by: Some(by.into()),
+            at_ms: Timestamp::now().0,
+        };
+        self.handling(conversation_id, op::SET_CONVERSATION_STATUS, command::Kind::SetConversationStatus(set))
+            .await
+    }
+
+    async fn handling(
+        &self,
+        conversation_id: &str,
+        op: &str,
+        kind: command::Kind,
+    ) -> Result<Conversation, ApiError> {
+        let subject = self.subject(Family::Chat, conversation_id, op);
+        let envelope =
+            Envelope::new(subject, encode(&command(kind))).header(headers::CONVERSATION, conversation_id);
+        match self.call(envelope).await?.outcome {
+            Some(command_result::Outcome::Conversation(c)) => c.try_into().map_err(malformed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Has the workers remember an agent that connected.
+    pub async fn agent_seen(&self, agent: &Sender) -> Result<(), ApiError> {
+        let seen =
+            pb::AgentSeen { id: agent.id.clone(), name: agent.name.clone(), at_ms: Timestamp::now().0 };
+        let subject = self.subject(Family::Chat, &agent.id, op::AGENT_SEEN);
+        let envelope = Envelope::new(subject, encode(&command(command::Kind::AgentSeen(seen))));
+        self.call(envelope).await.map(drop)
     }
 
     /// Hands a bot reply over; answers how many sockets got it (0: queued).

@@ -58,6 +58,8 @@ codes! {
     InvalidSignature = "invalid_signature", UNAUTHORIZED;
     Forbidden = "forbidden", FORBIDDEN;
     NotFound = "not_found", NOT_FOUND;
+    /// Another agent holds the conversation a claim asked for: nothing changed.
+    Conflict = "conflict", CONFLICT;
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
     TooLarge = "too_large", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use switchboard_bus::events::Event;
+use switchboard_bus::events::{ConversationChange, Event};
 use switchboard_bus::{Bus, Subscription, subjects};
 use switchboard_proto::model::{Conversation, Message, StatusUpdate};
 use switchboard_proto::pb;
@@ -21,6 +21,7 @@ use switchboard_store::ReadStore;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::session::InboxView;
 use crate::wire::event;
 
 /// What a socket whose outbound queue is full loses of an event.
@@ -42,8 +43,52 @@ pub trait Fanout: Send + Sync + 'static {
     fn status(&self, status: &StatusUpdate);
     fn typing(&self, typing: &pb::Typing);
     fn presence(&self, presence: &pb::Presence);
-    /// `conversation:new` / `conversation:updated`, for every agent.
-    fn inbox(&self, event: &str, conversation: &Conversation);
+    /// `conversation:new` / `conversation:updated`: to agents whose view it
+    /// is in (or has just left), and, for a change of status or assignee, to
+    /// the conversation's own sockets; once to each socket.
+    fn inbox(&self, event: &InboxEvent<'_>);
+}
+
+/// An inbox event as the fan-outs deliver it.
+pub enum InboxEvent<'a> {
+    New(&'a Conversation),
+    Updated(&'a ConversationChange),
+}
+
+impl InboxEvent<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            InboxEvent::New(_) => event::CONVERSATION_NEW,
+            InboxEvent::Updated(_) => event::CONVERSATION_UPDATED,
+        }
+    }
+
+    pub fn conversation(&self) -> &Conversation {
+        match self {
+            InboxEvent::New(conversation) => conversation,
+            InboxEvent::Updated(change) => &change.conversation,
+        }
+    }
+
+    /// Whether an agent socket whose view is `view` gets it: the conversation
+    /// is in the view, or was before this change (sent once more, so a list
+    /// can drop it).
+    pub fn reaches(&self, view: InboxView, me: &str) -> bool {
+        if view.shows_conversation(self.conversation(), me) {
+            return true;
+        }
+        match self {
+            InboxEvent::Updated(ConversationChange { previous: Some(was), .. }) => {
+                view.shows(was.status, was.assignee.as_ref(), me)
+            }
+            _ => false,
+        }
+    }
+
+    /// A change of status or assignee, which every socket in the conversation hears.
+    pub fn to_members(&self) -> bool {
+        matches!(self, InboxEvent::Updated(change) if change.is_handling())
+    }
 }
 
 /// Every transport's fan-out at once.
@@ -66,19 +111,20 @@ impl Fanout for Fanouts {
         self.0.iter().for_each(|f| f.presence(presence));
     }
 
-    fn inbox(&self, event: &str, conversation: &Conversation) {
-        self.0.iter().for_each(|f| f.inbox(event, conversation));
+    fn inbox(&self, event: &InboxEvent<'_>) {
+        self.0.iter().for_each(|f| f.inbox(event));
     }
 }
 
-/// Relays `conversation:new` / `conversation:updated` to every agent.
+/// Relays `conversation:new` / `conversation:updated` to agents and the
+/// conversations' sockets.
 pub async fn relay_inbox(bus: &dyn Bus, fanout: Arc<dyn Fanout>) -> switchboard_bus::Result<()> {
     let mut events = bus.subscribe(subjects::INBOX_ALL).await?;
     tokio::spawn(async move {
         while let Some(envelope) = events.next().await {
             match Event::decode(&envelope) {
-                Ok(Event::ConversationNew(c)) => fanout.inbox(event::CONVERSATION_NEW, &c),
-                Ok(Event::ConversationUpdated(c)) => fanout.inbox(event::CONVERSATION_UPDATED, &c),
+                Ok(Event::ConversationNew(c)) => fanout.inbox(&InboxEvent::New(&c)),
+                Ok(Event::ConversationUpdated(c)) => fanout.inbox(&InboxEvent::Updated(&c)),
                 _ => {}
             }
         }

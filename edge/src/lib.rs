@@ -16,18 +16,22 @@
 //!   delivery per conversation), [`commands`] (writes, as commands to the
 //!   workers), [`state`] ([`state::EdgeState`], what every handler shares),
 //!   [`writes`] (`send_message` and `set_status`, shared by HTTP and sockets),
+//!   [`agents`] (the agents connected here, announced to the cluster),
+//!   [`handling`] (assignment, status and availability, shared by HTTP and sockets),
 //!   [`chat`] (the one table of [`chat::Operation`]s, and the operations).
 //! - Transports: [`socketio`] (Socket.IO clients), [`native`] (the native
 //!   WebSocket protocol), [`http`] (the HTTP API).
 //!
 //! [`Edge`], here, wires them together.
 
+pub mod agents;
 pub mod auth;
 pub mod chat;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod handling;
 pub mod http;
 pub mod limits;
 pub mod native;
@@ -45,7 +49,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
-use switchboard_bus::roster::Announcer;
+use switchboard_bus::roster::{Announcer, EdgeSeen};
 use switchboard_bus::rpc::Caller;
 use switchboard_store::ReadStore;
 
@@ -91,8 +95,12 @@ impl Edge {
         let commands = Commands::new(caller, config.partitions);
         let state = Arc::new(EdgeState::new(config, bus, store, commands, feeds, metrics));
         let socketio = socketio::start(state.clone(), io);
-        let sockets = state.sockets.clone();
-        let announcer = Announcer::edge(state.bus.leases(), &state.config.node_id, move || sockets.count());
+        let announcer = {
+            let (seen, node) = (state.clone(), state.config.node_id.clone());
+            Announcer::edge(state.bus.leases(), &node.clone(), state.agents.changed.clone(), move || {
+                EdgeSeen { node: node.clone(), sockets: seen.sockets.count(), agents: seen.agents.snapshot() }
+            })
+        };
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
             .layer(axum::middleware::map_response(http::json_errors))

@@ -2,6 +2,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use switchboard_proto::model::{Assignee, Conversation, ConversationStatus};
 
 use tokio::task::AbortHandle;
 
@@ -29,6 +32,50 @@ impl Membership {
 /// from the queue and live is shown once.
 const SEEN_BOT_REPLIES: usize = 64;
 
+/// Which `conversation:new` / `conversation:updated` an agent's socket gets
+/// (`subscribe_inbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxView {
+    All,
+    /// Assigned to this agent and not closed.
+    Mine,
+    /// Assigned to nobody and not closed.
+    Unassigned,
+    None,
+}
+
+impl InboxView {
+    const NAMES: [(InboxView, &'static str); 4] = [
+        (InboxView::All, "all"),
+        (InboxView::Mine, "mine"),
+        (InboxView::Unassigned, "unassigned"),
+        (InboxView::None, "none"),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(view, _)| *view)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(view, _)| *view == self).map_or("all", |(_, n)| n)
+    }
+
+    /// Whether a conversation in this state belongs in `me`'s view.
+    pub fn shows(self, status: ConversationStatus, assignee: Option<&Assignee>, me: &str) -> bool {
+        let open = status != ConversationStatus::Closed;
+        match self {
+            InboxView::All => true,
+            InboxView::Mine => open && assignee.is_some_and(|a| a.id == me),
+            InboxView::Unassigned => open && assignee.is_none(),
+            InboxView::None => false,
+        }
+    }
+
+    pub fn shows_conversation(self, conversation: &Conversation, me: &str) -> bool {
+        self.shows(conversation.status, conversation.assignee.as_ref(), me)
+    }
+}
+
 pub struct Session {
     pub identity: Identity,
     /// The WhatsApp number whose bot replies this socket receives.
@@ -44,6 +91,8 @@ pub struct Session {
     typing_rate: Mutex<RateLimit>,
     seen_bot_replies: Mutex<VecDeque<String>>,
     max_joins: usize,
+    /// An [`InboxView`], by its place in `InboxView::NAMES`.
+    inbox_view: AtomicU8,
 }
 
 /// The conversations a connection is in; closed once it has gone, so a join
@@ -67,7 +116,23 @@ impl Session {
             typing_rate: Mutex::new(RateLimit::per_second(limits.typing_rate)),
             seen_bot_replies: Mutex::default(),
             max_joins: limits.max_joins,
+            inbox_view: AtomicU8::new(0),
         }
+    }
+
+    pub fn inbox_view(&self) -> InboxView {
+        let at = usize::from(self.inbox_view.load(Ordering::Relaxed));
+        InboxView::NAMES.get(at).map_or(InboxView::All, |(view, _)| *view)
+    }
+
+    pub fn set_inbox_view(&self, view: InboxView) {
+        let at = InboxView::NAMES.iter().position(|(v, _)| *v == view).unwrap_or(0);
+        self.inbox_view.store(at as u8, Ordering::Relaxed);
+    }
+
+    /// Staff see private notes; customers never do.
+    pub fn is_staff(&self) -> bool {
+        self.identity.role.is_staff()
     }
 
     fn joined(&self) -> std::sync::MutexGuard<'_, Joined> {

@@ -9,6 +9,7 @@ use switchboard_bus::Bus;
 use switchboard_proto::model::{Channel, Conversation, Customer};
 use switchboard_store::ReadStore;
 
+use crate::agents::AgentsHere;
 use crate::auth::{Identity, Verifier};
 use crate::commands::Commands;
 use crate::config::EdgeConfig;
@@ -26,6 +27,7 @@ pub struct EdgeState {
     pub verifier: Verifier,
     pub metrics: PrometheusHandle,
     pub sockets: Sockets,
+    pub agents: AgentsHere,
     draining: AtomicBool,
 }
 
@@ -49,12 +51,14 @@ impl EdgeState {
             verifier,
             metrics,
             sockets,
+            agents: AgentsHere::default(),
             draining: AtomicBool::new(false),
         }
     }
 
-    /// The conversation, when this caller may use it. A customer's listed
-    /// conversation that does not exist yet is created for it.
+    /// The conversation, when this caller may use it (as a customer may see
+    /// it, for a customer). A customer's listed conversation that does not
+    /// exist yet is created for it.
     pub async fn conversation_for(&self, who: &Identity, id: &str) -> Result<Conversation, ApiError> {
         check_id("conversation_id", id)?;
         // Bounded like a command: during an outage the caller hears so in time.
@@ -63,10 +67,11 @@ impl EdgeState {
             .await
             .map_err(|_| ApiError::unavailable("the database did not answer in time"))??;
         match found {
-            Some(conversation) => {
+            Some(conversation) if who.is_customer() => {
                 who.check_access(&conversation)?;
-                Ok(conversation)
+                Ok(conversation.for_customer())
             }
+            Some(conversation) => Ok(conversation),
             None if who.is_customer() && who.lists(id) => {
                 let customer =
                     Customer { id: who.user_id.clone(), name: who.name.clone(), phone: who.phone.clone() };
@@ -80,6 +85,19 @@ impl EdgeState {
                 Err(ApiError::forbidden(format!("not allowed in conversation {id}")))
             }
             None => Err(ApiError::not_found(format!("conversation {id} not found"))),
+        }
+    }
+
+    /// An agent's socket connected: counted here, and remembered by the
+    /// workers the first time this edge sees it.
+    pub fn agent_connected(self: &std::sync::Arc<Self>, who: &Identity) {
+        if self.agents.connect(who) {
+            let (state, agent) = (self.clone(), who.sender());
+            tokio::spawn(async move {
+                if let Err(e) = state.commands.agent_seen(&agent).await {
+                    tracing::warn!(error = %e, agent = %agent.id, "agent not recorded; listed while connected");
+                }
+            });
         }
     }
 

@@ -16,6 +16,8 @@ pub struct NewText {
     pub conversation_id: String,
     pub text: String,
     pub client_msg_id: Option<String>,
+    /// A staff-only note (§11): agents, bots and services only.
+    pub private: bool,
 }
 
 /// Stores a message from `who`; `false` when it was a retry of a stored one.
@@ -29,6 +31,11 @@ pub async fn send_message(
     joined: bool,
 ) -> Result<(Message, bool), ApiError> {
     check_text(&state.config.limits, &new.text)?;
+    if new.private && who.is_customer() {
+        return Err(ApiError::forbidden(
+            "private notes are for staff: a customer's message is never private",
+        ));
+    }
     if let Some(key) = &new.client_msg_id {
         check_id("client_msg_id", key)?;
     }
@@ -42,6 +49,7 @@ pub async fn send_message(
         client_msg_id: new.client_msg_id,
         source: who.role.source(),
         create_for: None,
+        private: new.private,
     };
     state.commands.send_message(draft).await
 }
@@ -61,5 +69,9 @@ pub async fn set_status(
         .filter(|m| expected.is_none_or(|c| c == m.conversation_id))
         .ok_or_else(|| ApiError::not_found(format!("message {message_id} not found in that conversation")))?;
     state.conversation_for(who, &message.conversation_id).await?;
-    state.commands.set_status(&message.conversation_id, message_id, status).await
+    if message.private && who.is_customer() {
+        return Err(ApiError::not_found(format!("message {message_id} not found in that conversation")));
+    }
+    let reader = (status == DeliveryStatus::Read).then_some(who.user_id.as_str());
+    state.commands.set_status(&message.conversation_id, message_id, status, reader).await
 }

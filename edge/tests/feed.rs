@@ -8,10 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use switchboard_bus::events::Event;
 use switchboard_bus::{Bus, MemoryBus};
-use switchboard_edge::feed::{Fanout, Feeds, JoinRequest, Snapshot};
-use switchboard_proto::model::{
-    Channel, Conversation, Customer, Message, Role, Sender, Source, StatusUpdate, Timestamp,
-};
+use switchboard_edge::feed::{Fanout, Feeds, InboxEvent, JoinRequest, Snapshot};
+use switchboard_proto::model::{Channel, Customer, Message, Role, Sender, Source, StatusUpdate, Timestamp};
 use switchboard_proto::pb;
 use switchboard_store::{NewConversation, NewMessage, SqliteStore, Store};
 use tokio::sync::mpsc;
@@ -35,7 +33,7 @@ impl Fanout for Recorder {
     fn status(&self, _: &StatusUpdate) {}
     fn typing(&self, _: &pb::Typing) {}
     fn presence(&self, _: &pb::Presence) {}
-    fn inbox(&self, _: &str, _: &Conversation) {}
+    fn inbox(&self, _: &InboxEvent<'_>) {}
 }
 
 struct Edge {
@@ -74,6 +72,7 @@ impl Edge {
             created_at: Timestamp::now(),
             content: None,
             create_for: None,
+            private: false,
         };
         let message = self.store.append_message(new).await.unwrap().message;
         self.stored.lock().unwrap().push(message.clone());

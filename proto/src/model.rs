@@ -87,15 +87,35 @@ wire_enum!(
     Channel { Web = "web", Whatsapp = "whatsapp" }
 );
 wire_enum!(
-    /// Whether a conversation is still being worked on.
-    ConversationStatus { Open = "open", Closed = "closed" }
+    /// Whether a conversation is being worked on, waits for a human, or is done.
+    ConversationStatus { Open = "open", Pending = "pending", Closed = "closed" }
 );
 wire_enum!(
     /// A message's delivery state.
     DeliveryStatus { Sent = "sent", Delivered = "delivered", Read = "read", Failed = "failed" }
 );
 
+wire_enum!(
+    /// Whether an agent takes conversations now: `offline` once no socket of it is connected.
+    Availability { Online = "online", Away = "away", Offline = "offline" }
+);
+
+/// An agent as `GET /api/v1/agents` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub availability: Availability,
+    /// Conversations assigned to it that are not closed.
+    pub open_assigned: u64,
+}
+
 impl Role {
+    /// Staff see private notes and work the inbox; customers do neither.
+    pub fn is_staff(self) -> bool {
+        self != Role::Customer
+    }
+
     /// The source of a message sent by someone holding this role.
     pub fn source(self) -> Source {
         match self {
@@ -146,6 +166,9 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub content: Option<serde_json::Value>,
+    /// A staff-only note: customers never receive it (absent when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -156,6 +179,13 @@ pub struct Customer {
     pub phone: Option<String>,
 }
 
+/// The agent a conversation is assigned to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Assignee {
+    pub id: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Conversation {
     pub id: String,
@@ -163,11 +193,22 @@ pub struct Conversation {
     pub status: ConversationStatus,
     pub customer: Customer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assignee: Option<String>,
+    pub assignee: Option<Assignee>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Message>,
+    /// For an agent's listing: messages after its last `mark_read`, not its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl Conversation {
+    /// As a customer may see it: without a staff-only note as its last message.
+    pub fn for_customer(mut self) -> Self {
+        self.last_message = self.last_message.filter(|m| !m.private);
+        self
+    }
 }
 
 /// `message:status` as clients see it.
@@ -238,6 +279,7 @@ impl From<&Message> for pb::Message {
             source: m.source.as_str().into(),
             created_at_ms: m.created_at.0,
             content_json: m.content.as_ref().map(|c| c.to_string()),
+            private: m.private,
         }
     }
 }
@@ -258,6 +300,7 @@ impl TryFrom<pb::Message> for Message {
                 .content_json
                 .map(|c| serde_json::from_str(&c).map_err(|_| Malformed("content")))
                 .transpose()?,
+            private: m.private,
         })
     }
 }
@@ -281,7 +324,7 @@ impl From<&Conversation> for pb::Conversation {
             channel: c.channel.as_str().into(),
             status: c.status.as_str().into(),
             customer: Some((&c.customer).into()),
-            assignee: c.assignee.clone(),
+            assignee: c.assignee.as_ref().map(Into::into),
             last_message: c.last_message.as_ref().map(Into::into),
             created_at_ms: c.created_at.0,
             updated_at_ms: c.updated_at.0,
@@ -297,11 +340,24 @@ impl TryFrom<pb::Conversation> for Conversation {
             channel: parse_wire(Channel::parse, &c.channel, "channel")?,
             status: parse_wire(ConversationStatus::parse, &c.status, "status")?,
             customer: c.customer.ok_or(Malformed("customer"))?.into(),
-            assignee: c.assignee,
+            assignee: c.assignee.map(Into::into),
             last_message: c.last_message.map(TryInto::try_into).transpose()?,
+            unread: None,
             created_at: Timestamp(c.created_at_ms),
             updated_at: Timestamp(c.updated_at_ms),
         })
+    }
+}
+
+impl From<&Assignee> for pb::Assignee {
+    fn from(a: &Assignee) -> Self {
+        pb::Assignee { id: a.id.clone(), name: a.name.clone() }
+    }
+}
+
+impl From<pb::Assignee> for Assignee {
+    fn from(a: pb::Assignee) -> Self {
+        Assignee { id: a.id, name: a.name }
     }
 }
 
@@ -358,6 +414,7 @@ mod tests {
             source: Source::Agent,
             created_at: Timestamp(1_700_000_000_123),
             content: None,
+            private: false,
         }
     }
 

@@ -32,6 +32,7 @@ pub async fn run(mut settings: Resolved) -> anyhow::Result<()> {
         node: "dev-worker".into(),
         partitions: settings.partitions(),
         bot_reply_ttl: settings.bot_reply_ttl,
+        auto_assign: settings.auto_assign,
         // Harmless without WhatsApp settings: nothing arrives, and sends fail as not configured.
         whatsapp: settings.whatsapp.clone(),
     };

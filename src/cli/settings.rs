@@ -71,6 +71,8 @@ settings! {
     outbound_buffer: usize = "SWITCHBOARD_OUTBOUND_BUFFER",
     /// Seconds a bot reply waits for its user to connect before it is dropped.
     bot_reply_ttl_s: u64 = "SWITCHBOARD_BOT_REPLY_TTL_S",
+    /// `round_robin`: new and pending conversations go to the online agent with the fewest open ones (default off).
+    auto_assign: String = "SWITCHBOARD_AUTO_ASSIGN",
     /// Seconds SIGTERM waits for in-flight work before exiting.
     drain_timeout_s: u64 = "SWITCHBOARD_DRAIN_TIMEOUT_S",
     /// Milliseconds a connection may take to send a request's headers, and may stay idle between requests.
@@ -111,6 +113,7 @@ pub struct Resolved {
     pub drain_timeout: Duration,
     pub header_timeout: Duration,
     pub bot_reply_ttl: Duration,
+    pub auto_assign: bool,
     pub sync_api_keys: SyncApiKeys,
     /// The webhook's side of WhatsApp (edges).
     pub wa_webhook: WebhookConfig,
@@ -159,6 +162,11 @@ impl Settings {
             drain_timeout: Duration::from_secs(s.drain_timeout_s.unwrap_or(10)),
             header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000).max(1)),
             bot_reply_ttl: Duration::from_secs(s.bot_reply_ttl_s.unwrap_or(7 * 24 * 3600)),
+            auto_assign: match s.auto_assign.as_deref().map(str::trim) {
+                None | Some("" | "off") => false,
+                Some("round_robin") => true,
+                Some(other) => anyhow::bail!("SWITCHBOARD_AUTO_ASSIGN is round_robin or off, not {other:?}"),
+            },
             sync_api_keys: parse_api_keys(s.sync_api_keys.as_deref().unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SYNC_API_KEYS: {e}"))?,
             wa_webhook: WebhookConfig {

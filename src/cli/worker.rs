@@ -30,6 +30,7 @@ pub async fn run(kind: WorkerKind) -> anyhow::Result<()> {
         node: node.clone(),
         partitions: settings.partitions(),
         bot_reply_ttl: settings.bot_reply_ttl,
+        auto_assign: settings.auto_assign,
         whatsapp: settings.whatsapp.clone(),
     };
     println!("switchboard worker {} {node} ready", kind.name());

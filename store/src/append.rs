@@ -10,7 +10,7 @@
 
 use std::future::Future;
 
-use switchboard_proto::model::{Conversation, Message, Timestamp};
+use switchboard_proto::model::{Conversation, ConversationStatus, Message, Timestamp};
 
 use crate::{Appended, Fence, NewConversation, NewMessage, Result, StoreError};
 
@@ -25,12 +25,11 @@ pub(crate) trait Appender: Send {
     /// The batch's messages that are already stored.
     fn stored_already(&mut self, batch: &[NewMessage]) -> impl Future<Output = Result<Vec<Message>>> + Send;
     /// Moves each conversation's `last_offset` on by its count, in one
-    /// statement; answers, for each that exists, the conversation (without its
-    /// last message) and its new `last_offset`.
-    fn bump_offsets(
-        &mut self,
-        bumps: &[Bump<'_>],
-    ) -> impl Future<Output = Result<Vec<(Conversation, u64)>>> + Send;
+    /// statement, reopening the closed ones a bump says to (stamping
+    /// `status_changed_at` with the bump's time); answers, for each that
+    /// exists, the conversation (without its last message), its new
+    /// `last_offset` and its `status_changed_at`.
+    fn bump_offsets(&mut self, bumps: &[Bump<'_>]) -> impl Future<Output = Result<Vec<Bumped>>> + Send;
     /// Creates a conversation unless it exists; true when it did.
     fn create_conversation(&mut self, new: &NewConversation) -> impl Future<Output = Result<bool>> + Send;
     /// Inserts `rows` (index into `batch`, offset) in one statement.
@@ -49,6 +48,15 @@ pub(crate) struct Bump<'a> {
     pub count: usize,
     /// When its newest message of the batch was made.
     pub at: Timestamp,
+    /// A customer wrote: a closed conversation reopens.
+    pub reopen: bool,
+}
+
+/// A conversation after its bump.
+pub(crate) struct Bumped {
+    pub conversation: Conversation,
+    pub last_offset: u64,
+    pub status_changed_at: Timestamp,
 }
 
 /// What became of one message of the batch.
@@ -62,6 +70,7 @@ enum Fate {
         offset: u64,
         conversation: Conversation,
         conversation_created: bool,
+        reopened: bool,
     },
     Missing,
 }
@@ -101,13 +110,16 @@ pub(crate) async fn append_batch(
         conversation_id,
         count: indices.len(),
         at: batch[*indices.last().expect("a group has a message")].created_at,
+        reopen: indices.iter().any(|&i| batch[i].reopens()),
     };
     let bumps: Vec<Bump> = fresh.iter().map(|(c, indices)| bump(*c, indices)).collect();
     let mut bumped = db.bump_offsets(&bumps).await?;
     let mut rows = Vec::new();
     for (conversation_id, indices) in &fresh {
-        let mut found =
-            bumped.iter().position(|(c, _)| c.id == *conversation_id).map(|at| bumped.swap_remove(at));
+        let mut found = bumped
+            .iter()
+            .position(|b| b.conversation.id == *conversation_id)
+            .map(|at| bumped.swap_remove(at));
         let mut created = false;
         let creator = indices.iter().find_map(|&i| batch[i].conversation_to_create());
         if let (None, Some(create)) = (&found, creator) {
@@ -115,18 +127,30 @@ pub(crate) async fn append_batch(
             created = db.create_conversation(&create).await?;
             found = db.bump_offsets(&[bump(conversation_id, indices)]).await?.pop();
         }
-        let Some((conversation, last_offset)) = found else {
+        let Some(Bumped { conversation, last_offset, status_changed_at }) = found else {
             indices.iter().for_each(|&i| fates[i] = Some(Fate::Missing));
             continue;
         };
+        // Only this bump stamps its own time while the status is open: a
+        // status changed at that very millisecond by other means announces
+        // itself once more, which is harmless.
+        let group = bump(conversation_id, indices);
+        let reopened =
+            group.reopen && status_changed_at == group.at && conversation.status == ConversationStatus::Open;
         let first_offset = last_offset + 1 - indices.len() as u64;
         for (n, &i) in indices.iter().enumerate() {
             let offset = first_offset + n as u64;
             rows.push((i, offset));
             // The first message is the one that created the conversation.
             let conversation_created = created && n == 0;
-            fates[i] =
-                Some(Fate::Inserted { offset, conversation: conversation.clone(), conversation_created });
+            // Told once, with the conversation's last message of the batch.
+            let reopened = reopened && n + 1 == indices.len();
+            fates[i] = Some(Fate::Inserted {
+                offset,
+                conversation: conversation.clone(),
+                conversation_created,
+                reopened,
+            });
         }
     }
     if !rows.is_empty() {
@@ -136,8 +160,8 @@ pub(crate) async fn append_batch(
     for (new, fate) in batch.iter().zip(fates) {
         let missing = || StoreError::ConversationNotFound(new.conversation_id.clone());
         let outcome = match fate.expect("every message has a fate") {
-            Fate::Inserted { offset, conversation, conversation_created } => {
-                Ok(Appended::inserted(new, offset, conversation, conversation_created))
+            Fate::Inserted { offset, conversation, conversation_created, reopened } => {
+                Ok(Appended::inserted(new, offset, conversation, conversation_created, reopened))
             }
             Fate::Stored(message) => duplicate(db, message).await?.ok_or_else(missing),
             Fate::SameAs(j) => match &outcomes[j] {
@@ -160,6 +184,7 @@ async fn duplicate(db: &mut impl Appender, message: Message) -> Result<Option<Ap
         created: false,
         conversation,
         conversation_created: false,
+        reopened: false,
     }))
 }
 

@@ -8,6 +8,8 @@
 //! - [`postgres`]: the shared store of a deployment, written by many processes.
 //! - [`sync`]: the tenants' outboxes of sync changes (point-of-sale sync clients).
 //! - [`whatsapp`]: the outbox of messages sent through the WhatsApp Graph API.
+//! - [`inbox`]: who handles a conversation and in what state (assignment,
+//!   status), read cursors, the agents seen.
 //! - `append`: a batch of messages in a handful of statements, for both stores.
 //! - [`partitions`]: the epochs that fence a partition's old owner out.
 //!
@@ -16,6 +18,7 @@
 //! offsets start at 1 and have no gaps whoever writes.
 
 mod append;
+pub mod inbox;
 pub mod partitions;
 pub mod postgres;
 pub mod sqlite;
@@ -24,11 +27,12 @@ pub mod whatsapp;
 
 use async_trait::async_trait;
 use switchboard_proto::model::{
-    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Sender, Source,
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, Sender, Source,
     StatusUpdate, Timestamp,
 };
 use uuid::Uuid;
 
+pub use inbox::{AgentRecord, AssigneeFilter, Assignment, Handled};
 pub use partitions::{Fence, PartitionStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -47,6 +51,9 @@ pub enum StoreError {
     UnknownUrl(String),
     #[error("partition {partition} of {kind} has a newer owner")]
     Fenced { kind: String, partition: u32 },
+    /// Another agent holds the conversation a claim asked for.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Opens the store a URL names: `sqlite:<path>` (the file is created when
@@ -85,6 +92,8 @@ pub struct NewMessage {
     pub content: Option<serde_json::Value>,
     /// Create the conversation for this customer when it does not exist.
     pub create_for: Option<Customer>,
+    /// A staff-only note.
+    pub private: bool,
 }
 
 /// What storing a message did.
@@ -96,6 +105,8 @@ pub struct Appended {
     /// The conversation afterwards, with this message as its last.
     pub conversation: Conversation,
     pub conversation_created: bool,
+    /// A customer's message reopened the closed conversation.
+    pub reopened: bool,
 }
 
 impl Appended {
@@ -106,6 +117,7 @@ impl Appended {
         offset: u64,
         mut conversation: Conversation,
         conversation_created: bool,
+        reopened: bool,
     ) -> Self {
         let message = Message {
             id: new.id,
@@ -117,10 +129,11 @@ impl Appended {
             source: new.source,
             created_at: new.created_at,
             content: new.content.clone(),
+            private: new.private,
         };
         conversation.updated_at = new.created_at;
         conversation.last_message = Some(message.clone());
-        Self { message, created: true, conversation, conversation_created }
+        Self { message, created: true, conversation, conversation_created, reopened }
     }
 }
 
@@ -134,6 +147,11 @@ impl NewMessage {
             customer,
             at: self.created_at,
         })
+    }
+
+    /// A customer writing into a closed conversation reopens it.
+    fn reopens(&self) -> bool {
+        self.sender.role == Role::Customer
     }
 }
 
@@ -150,6 +168,9 @@ pub struct InboxFilter {
     pub phone: Option<String>,
     pub status: Option<ConversationStatus>,
     pub customer_id: Option<String>,
+    pub assignee: Option<AssigneeFilter>,
+    /// Count each conversation's `unread` for this user.
+    pub reader: Option<String>,
     pub limit: u32,
 }
 
@@ -176,6 +197,8 @@ pub trait ReadStore: SyncReads + Send + Sync + 'static {
     /// The newest `limit` messages, ascending.
     async fn latest_messages(&self, conversation_id: &str, limit: u32) -> Result<Vec<Message>>;
     async fn message(&self, id: Uuid) -> Result<Option<Message>>;
+    /// Every agent seen, by id.
+    async fn agents(&self) -> Result<Vec<AgentRecord>>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 }
@@ -210,4 +233,18 @@ pub trait Store: ReadStore + SyncStore + WhatsappStore + PartitionStore {
     async fn take_bot_replies(&self, phone: &str, now: Timestamp) -> Result<Vec<QueuedBotReply>>;
     /// True when this call removed it (it was still queued).
     async fn remove_bot_reply(&self, id: &str) -> Result<bool>;
+    /// Changes who handles a conversation; [`StoreError::Conflict`] when a
+    /// claim finds another agent holding it.
+    async fn assign(&self, conversation_id: &str, assignment: Assignment, at: Timestamp) -> Result<Handled>;
+    async fn set_conversation_status(
+        &self,
+        conversation_id: &str,
+        status: ConversationStatus,
+        at: Timestamp,
+    ) -> Result<Handled>;
+    /// Moves `reader`'s read cursor in the message's conversation up to it
+    /// (never back); false when the message is unknown.
+    async fn read_up_to(&self, message_id: Uuid, reader: &str) -> Result<bool>;
+    /// Remembers an agent that connected.
+    async fn agent_seen(&self, id: &str, name: &str, at: Timestamp) -> Result<()>;
 }

@@ -16,6 +16,7 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+use crate::inbox::{AgentRecord, AssigneeFilter, Assignment, Handled, assigned, handle, status_set};
 use crate::partitions::{Epochs, claimed};
 use crate::{
     Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
@@ -35,24 +36,25 @@ const MAX_CONNECTIONS: u32 = 16;
 // Macros rather than consts so that `concat!` keeps every query a static string.
 macro_rules! message_columns {
     () => {
-        "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content"
+        "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content, private"
     };
 }
 
 macro_rules! conversation_select {
     () => {
         "SELECT c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
-         c.assignee, c.created_at, c.updated_at, \
+         c.assignee, c.assignee_name, c.created_at, c.updated_at, \
          m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
          m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
-         m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content \
+         m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private \
          FROM conversations c \
          LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset "
     };
 }
 
-// After the macros, which it uses.
+// After the macros, which they use.
 mod append;
+mod inbox;
 
 /// How long a statement waits for a connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,6 +140,7 @@ fn message_from_row(row: &PgRow, prefix: &str, conversation_id: &str) -> Result<
         source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
         created_at: from_time(row.try_get(col("created_at").as_str())?),
         content: crate::sqlite::content_from(row.try_get(col("content").as_str())?)?,
+        private: row.try_get(col("private").as_str())?,
     })
 }
 
@@ -162,8 +165,12 @@ fn conversation_from_row(row: &PgRow) -> Result<Conversation> {
             name: row.try_get("customer_name")?,
             phone: row.try_get("customer_phone")?,
         },
-        assignee: row.try_get("assignee")?,
+        assignee: crate::inbox::assignee_from(row.try_get("assignee")?, row.try_get("assignee_name")?),
         last_message,
+        unread: match row.try_column("unread") {
+            Ok(_) => row.try_get::<Option<i64>, _>("unread")?.map(|n| n.max(0) as u64),
+            Err(_) => None,
+        },
         created_at: from_time(row.try_get("created_at")?),
         updated_at: from_time(row.try_get("updated_at")?),
         id,
@@ -289,6 +296,27 @@ impl Store for PgStore {
         Ok(replies)
     }
 
+    async fn assign(&self, conversation_id: &str, assignment: Assignment, at: Timestamp) -> Result<Handled> {
+        self.write(async |conn| handle(conn, conversation_id, at, |c| assigned(c, &assignment)).await).await
+    }
+
+    async fn set_conversation_status(
+        &self,
+        conversation_id: &str,
+        status: ConversationStatus,
+        at: Timestamp,
+    ) -> Result<Handled> {
+        self.write(async |conn| handle(conn, conversation_id, at, |c| Ok(status_set(c, status))).await).await
+    }
+
+    async fn read_up_to(&self, message_id: Uuid, reader: &str) -> Result<bool> {
+        self.read_up_to_in(message_id, reader).await
+    }
+
+    async fn agent_seen(&self, id: &str, name: &str, at: Timestamp) -> Result<()> {
+        self.agent_seen_in(id, name, at).await
+    }
+
     async fn remove_bot_reply(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
@@ -351,20 +379,40 @@ impl ReadStore for PgStore {
     }
 
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
+        // $6: 0 any assignee, 1 none, 2 the one in $7; $8 the reader whose unread is counted.
+        let (by_assignee, assignee) = match &filter.assignee {
+            None => (0, None),
+            Some(AssigneeFilter::Unassigned) => (1, None),
+            Some(AssigneeFilter::Agent(id)) => (2, Some(id.as_str())),
+        };
         let rows = sqlx::query(concat!(
+            "SELECT * FROM (",
             conversation_select!(),
             "WHERE ($1::text IS NULL OR c.channel = $1) AND ($2::text IS NULL OR c.customer_phone = $2) \
              AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR c.customer_id = $4) \
-             ORDER BY c.updated_at DESC, c.id LIMIT $5"
+             AND ($6::int = 0 OR ($6 = 1 AND c.assignee IS NULL) OR ($6 = 2 AND c.assignee = $7::text)) \
+             ORDER BY c.updated_at DESC, c.id LIMIT $5) l \
+             CROSS JOIN LATERAL (SELECT CASE WHEN $8::text IS NULL THEN NULL ELSE \
+             (SELECT count(*) FROM messages u WHERE u.conversation_id = l.id AND u.sender_id <> $8 \
+              AND u.seq > COALESCE((SELECT r.seq FROM read_cursors r \
+                WHERE r.conversation_id = l.id AND r.user_id = $8), 0)) END AS unread) n \
+             ORDER BY l.updated_at DESC, l.id"
         ))
         .bind(filter.channel.map(Channel::as_str))
         .bind(&filter.phone)
         .bind(filter.status.map(ConversationStatus::as_str))
         .bind(&filter.customer_id)
         .bind(i64::from(filter.limit))
+        .bind(by_assignee)
+        .bind(assignee)
+        .bind(&filter.reader)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        self.agents_in().await
     }
 
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {

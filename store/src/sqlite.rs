@@ -2,6 +2,7 @@
 //! append are in [`append`]; everything else is here.
 
 mod append;
+mod inbox;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use switchboard_proto::model::{
 };
 use uuid::Uuid;
 
+use crate::inbox::{AgentRecord, AssigneeFilter, Assignment, Handled, assigned, handle, status_set};
 use crate::partitions::{Epochs, claimed};
 use crate::{
     Appended, Fence, InboxFilter, NewConversation, NewMessage, PartitionStore, QueuedBotReply, ReadStore,
@@ -27,10 +29,10 @@ use crate::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.customer_name, \
-     c.customer_phone, c.assignee, c.created_at, c.updated_at, \
+     c.customer_phone, c.assignee, c.assignee_name, c.created_at, c.updated_at, \
      m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
      m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
-     m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content";
+     m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -122,6 +124,7 @@ fn message_from_row(row: &SqliteRow, prefix: &str, conversation_id: &str) -> Res
         source: parse(row.try_get(col("source").as_str())?, Source::parse, "messages.source")?,
         created_at: Timestamp(row.try_get(col("created_at").as_str())?),
         content: content_from(row.try_get(col("content").as_str())?)?,
+        private: row.try_get(col("private").as_str())?,
     })
 }
 
@@ -144,16 +147,26 @@ fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
             name: row.try_get("customer_name")?,
             phone: row.try_get("customer_phone")?,
         },
-        assignee: row.try_get("assignee")?,
+        assignee: crate::inbox::assignee_from(row.try_get("assignee")?, row.try_get("assignee_name")?),
         last_message,
+        unread: unread_from(row)?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
         id,
     })
 }
 
+/// A listing's `unread` column, where it counted one.
+fn unread_from(row: &SqliteRow) -> Result<Option<u64>> {
+    if row.try_column("unread").is_err() {
+        return Ok(None);
+    }
+    let unread: Option<i64> = row.try_get("unread")?;
+    Ok(unread.map(|n| n.max(0) as u64))
+}
+
 const MESSAGE_COLUMNS: &str =
-    "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content";
+    "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content, private";
 
 async fn insert_conversation(conn: &mut SqliteConnection, new: &NewConversation) -> Result<bool> {
     let inserted = sqlx::query(
@@ -278,6 +291,27 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM bot_replies WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn assign(&self, conversation_id: &str, assignment: Assignment, at: Timestamp) -> Result<Handled> {
+        self.write(async |conn| handle(conn, conversation_id, at, |c| assigned(c, &assignment)).await).await
+    }
+
+    async fn set_conversation_status(
+        &self,
+        conversation_id: &str,
+        status: ConversationStatus,
+        at: Timestamp,
+    ) -> Result<Handled> {
+        self.write(async |conn| handle(conn, conversation_id, at, |c| Ok(status_set(c, status))).await).await
+    }
+
+    async fn read_up_to(&self, message_id: Uuid, reader: &str) -> Result<bool> {
+        self.read_up_to_in(message_id, reader).await
+    }
+
+    async fn agent_seen(&self, id: &str, name: &str, at: Timestamp) -> Result<()> {
+        self.agent_seen_in(id, name, at).await
+    }
 }
 
 #[async_trait]
@@ -332,22 +366,40 @@ impl ReadStore for SqliteStore {
     }
 
     async fn list_conversations(&self, filter: &InboxFilter) -> Result<Vec<Conversation>> {
+        // $6: 0 any assignee, 1 none, 2 the one in $7; $8 the reader whose unread is counted.
         let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+            "SELECT {CONVERSATION_COLUMNS}, CASE WHEN $8 IS NULL THEN NULL ELSE \
+             (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id AND u.sender_id <> $8 \
+              AND u.seq > COALESCE((SELECT r.seq FROM read_cursors r \
+                WHERE r.conversation_id = c.id AND r.user_id = $8), 0)) END AS unread \
+             FROM conversations c \
              LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_offset \
              WHERE ($1 IS NULL OR c.channel = $1) AND ($2 IS NULL OR c.customer_phone = $2) \
              AND ($3 IS NULL OR c.status = $3) AND ($4 IS NULL OR c.customer_id = $4) \
+             AND ($6 = 0 OR ($6 = 1 AND c.assignee IS NULL) OR ($6 = 2 AND c.assignee = $7)) \
              ORDER BY c.updated_at DESC, c.id LIMIT $5"
         );
+        let (by_assignee, assignee) = match &filter.assignee {
+            None => (0, None),
+            Some(AssigneeFilter::Unassigned) => (1, None),
+            Some(AssigneeFilter::Agent(id)) => (2, Some(id.as_str())),
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.channel.map(Channel::as_str))
             .bind(&filter.phone)
             .bind(filter.status.map(ConversationStatus::as_str))
             .bind(&filter.customer_id)
             .bind(i64::from(filter.limit))
+            .bind(by_assignee)
+            .bind(assignee)
+            .bind(&filter.reader)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        self.agents_in().await
     }
 
     async fn messages_after(&self, conversation_id: &str, after: u64, limit: u32) -> Result<Vec<Message>> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use switchboard_bus::Bus;
-use switchboard_bus::events::Event;
+use switchboard_bus::events::{ConversationChange, Event};
 use switchboard_proto::model::Conversation;
 use tokio::time::Instant;
 
@@ -65,11 +65,9 @@ impl InboxUpdates {
     }
 
     async fn publish(&self, conversations: Vec<Conversation>) {
-        let sent = join_all(
-            conversations
-                .into_iter()
-                .map(|c| async move { Event::ConversationUpdated(c).publish(self.bus.as_ref()).await }),
-        )
+        let sent = join_all(conversations.into_iter().map(|c| async move {
+            Event::ConversationUpdated(ConversationChange::activity(c)).publish(self.bus.as_ref()).await
+        }))
         .await;
         let mut failed = sent.into_iter().filter_map(Result::err);
         // Once per round, whatever the number of conversations.
@@ -129,6 +127,7 @@ mod tests {
             customer: Customer { id: "c".into(), name: "C".into(), phone: None },
             assignee: None,
             last_message: None,
+            unread: None,
             created_at: Timestamp(0),
             updated_at: Timestamp(at),
         }
@@ -138,7 +137,7 @@ mod tests {
         let envelope =
             tokio::time::timeout(WINDOW * 3, events.next()).await.expect("an update").expect("open");
         match Event::decode(&envelope).expect("an event") {
-            Event::ConversationUpdated(c) => (c.id, c.updated_at.0),
+            Event::ConversationUpdated(c) => (c.conversation.id, c.conversation.updated_at.0),
             other => panic!("not an inbox update: {other:?}"),
         }
     }
@@ -147,7 +146,7 @@ mod tests {
     fn published_now(events: &mut switchboard_bus::Subscription) -> Option<(String, i64)> {
         let envelope = events.next().now_or_never()??;
         match Event::decode(&envelope).expect("an event") {
-            Event::ConversationUpdated(c) => Some((c.id, c.updated_at.0)),
+            Event::ConversationUpdated(c) => Some((c.conversation.id, c.conversation.updated_at.0)),
             other => panic!("not an inbox update: {other:?}"),
         }
     }

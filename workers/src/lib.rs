@@ -12,6 +12,8 @@
 //!   replies are queued and handed out; then the results go back out as
 //!   events. Its after-append hook ([`persist::AfterAppend`]) does more for
 //!   each stored message before its command is acknowledged.
+//! - [`handling`]: who handles a conversation and in what state: the
+//!   assignment and status commands, and round-robin assignment.
 //! - [`inbox`]: agents' inbox updates from new messages, at most one per
 //!   conversation a second, the newest state winning.
 //! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
@@ -19,6 +21,7 @@
 //!   [`whatsapp::outbound::Forward`] hook queues a WhatsApp send before a
 //!   message's command is acknowledged.
 
+pub mod handling;
 pub mod inbox;
 pub mod ownership;
 pub mod persist;

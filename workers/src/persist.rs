@@ -15,11 +15,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use prost::Message as _;
-use switchboard_bus::events::{Event, encode};
+use switchboard_bus::events::{ConversationChange, Event, encode};
 use switchboard_bus::rpc::Caller;
 use switchboard_bus::subjects::Family;
 use switchboard_bus::{Bus, Delivery, Envelope, Partitions};
-use switchboard_proto::model::{Channel, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp};
+use switchboard_proto::model::{
+    Channel, Conversation, Customer, DeliveryStatus, ErrorBody, Malformed, Source, Timestamp,
+};
 use switchboard_proto::pb::{self, command, command_result};
 use switchboard_store::{Appended, Fence, NewConversation, NewMessage, QueuedBotReply, Store, StoreError};
 
@@ -42,30 +44,37 @@ pub trait AfterAppend: Send + Sync {
 }
 
 pub struct Persist {
-    bus: Arc<dyn Bus>,
-    store: Arc<dyn Store>,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) store: Arc<dyn Store>,
     node: String,
     partitions: Partitions,
     caller: Caller,
-    bot_reply_ttl: Duration,
+    pub(crate) policy: Policy,
     after_append: Vec<Arc<dyn AfterAppend>>,
     inbox: Arc<InboxUpdates>,
 }
 
+/// What a deployment chooses of the persist worker's behaviour.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// How long a bot reply waits for its user when the reply does not say.
+    pub bot_reply_ttl: Duration,
+    /// New and pending conversations go round-robin to online agents.
+    pub auto_assign: bool,
+}
+
 impl Persist {
-    /// `bot_reply_ttl`: how long a bot reply waits for its user when the
-    /// reply does not say.
     pub async fn new(
         bus: Arc<dyn Bus>,
         store: Arc<dyn Store>,
         node: &str,
         partitions: Partitions,
-        bot_reply_ttl: Duration,
+        policy: Policy,
         after_append: Vec<Arc<dyn AfterAppend>>,
     ) -> switchboard_bus::Result<Self> {
         let caller = Caller::start(bus.clone(), node, BOT_REPLY_WAIT).await?;
         let inbox = InboxUpdates::start(bus.clone());
-        Ok(Self { bus, store, node: node.to_owned(), partitions, caller, bot_reply_ttl, after_append, inbox })
+        Ok(Self { bus, store, node: node.to_owned(), partitions, caller, policy, after_append, inbox })
     }
 
     /// Consumes commands until the bus closes the consumer. Whatever is ready
@@ -86,6 +95,9 @@ impl Persist {
             Some(command::Kind::SetStatus(set)) => self.set_status(set).await,
             Some(command::Kind::BotReply(bot)) => self.bot_reply(bot).await,
             Some(command::Kind::TakeBotReplies(take)) => self.take_bot_replies(take).await,
+            Some(command::Kind::Assign(assign)) => self.assign(assign).await,
+            Some(command::Kind::SetConversationStatus(set)) => self.set_conversation_status(set).await,
+            Some(command::Kind::AgentSeen(seen)) => self.agent_seen(seen).await,
             Some(command::Kind::SendMessage(_)) | None => {
                 Err(Failure::Refused("bad_request", "undecodable command".into()))
             }
@@ -130,10 +142,16 @@ impl Persist {
                 return;
             }
         };
-        // An inbox needs each conversation's newest state, once per batch.
+        // An inbox needs each conversation's newest state, once per batch;
+        // a reopened one is told at once, as a change of status.
         let mut updated = HashMap::new();
         for appended in appended.iter().flatten().filter(|a| a.created) {
             updated.insert(appended.conversation.id.clone(), appended.conversation.clone());
+        }
+        let reopened: Vec<Conversation> =
+            appended.iter().flatten().filter(|a| a.reopened).map(|a| a.conversation.clone()).collect();
+        for conversation in &reopened {
+            updated.remove(&conversation.id);
         }
         // Concurrently, so the bus pipelines the publishes.
         let announced = join_all(valid.into_iter().zip(appended).map(|((at, new), appended)| async move {
@@ -148,11 +166,19 @@ impl Persist {
             outcomes[at] = Some(outcome);
         }
         self.inbox.offer(updated.into_values()).await;
+        for conversation in reopened {
+            let change = ConversationChange::reopened(conversation);
+            // Advisory like every inbox update: the store has the status.
+            if let Err(e) = Event::ConversationUpdated(change).publish(self.bus.as_ref()).await {
+                tracing::warn!(error = %e, "a reopened conversation's update was not published");
+            }
+        }
     }
 
     async fn announce_message(&self, appended: Appended) -> Result<pb::CommandResult, Failure> {
         if appended.conversation_created {
             self.announce(Event::ConversationNew(appended.conversation.clone())).await?;
+            self.auto_assign(appended.conversation.clone()).await?;
         }
         // Published again on a retry too: the first publish may have been lost
         // with a process that died after the commit; edges drop what they have.
@@ -173,9 +199,10 @@ impl Persist {
             customer: create.customer.ok_or(Malformed("customer"))?.into(),
             at: Timestamp(create.at_ms),
         };
-        let (conversation, created) = self.store.create_conversation(new).await?;
+        let (mut conversation, created) = self.store.create_conversation(new).await?;
         if created {
             self.announce(Event::ConversationNew(conversation.clone())).await?;
+            conversation = self.auto_assign(conversation).await?;
         }
         Ok(result(created, command_result::Outcome::Conversation((&conversation).into())))
     }
@@ -186,6 +213,9 @@ impl Persist {
             .parse()
             .map_err(|_| Failure::Refused("bad_request", "message id is not a UUID".into()))?;
         let status = DeliveryStatus::parse(&set.status).ok_or(Malformed("status"))?;
+        if let Some(reader) = &set.reader {
+            self.store.read_up_to(id, reader).await?;
+        }
         let Some(change) = self.store.set_status(id, status, Timestamp(set.at_ms)).await? else {
             return Err(Failure::Refused("not_found", format!("message {id} not found")));
         };
@@ -205,7 +235,7 @@ impl Persist {
             bot.at_ms = Timestamp::now().0;
         }
         if bot.expires_at_ms == 0 {
-            bot.expires_at_ms = bot.at_ms.saturating_add(self.bot_reply_ttl.as_millis() as i64);
+            bot.expires_at_ms = bot.at_ms.saturating_add(self.policy.bot_reply_ttl.as_millis() as i64);
         }
         let queued = QueuedBotReply {
             id: bot.id.clone(),
@@ -254,7 +284,7 @@ impl Persist {
     /// Events are part of handling a command: one that cannot be published
     /// fails the command, which is redelivered and republishes (the store and
     /// the events stream both deduplicate).
-    async fn announce(&self, event: Event) -> Result<(), Failure> {
+    pub(crate) async fn announce(&self, event: Event) -> Result<(), Failure> {
         event.publish(self.bus.as_ref()).await.map_err(Failure::Bus)
     }
 }
@@ -299,6 +329,7 @@ fn new_message(send: pb::SendMessage) -> Result<NewMessage, Failure> {
         created_at: Timestamp(send.created_at_ms),
         content: None,
         create_for: send.create_for.map(Customer::from),
+        private: send.private,
     })
 }
 
@@ -324,11 +355,14 @@ fn issued_at(command: &command::Kind) -> Timestamp {
         command::Kind::SetStatus(set) => set.at_ms,
         command::Kind::BotReply(bot) => bot.at_ms,
         command::Kind::TakeBotReplies(take) => take.at_ms,
+        command::Kind::Assign(assign) => assign.at_ms,
+        command::Kind::SetConversationStatus(set) => set.at_ms,
+        command::Kind::AgentSeen(seen) => seen.at_ms,
     };
     if at > 0 { Timestamp(at) } else { Timestamp::now() }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Refused(&'static str, String),
     Store(StoreError),
     Bus(switchboard_bus::BusError),
@@ -346,7 +380,7 @@ impl From<Malformed> for Failure {
     }
 }
 
-fn result(created: bool, outcome: command_result::Outcome) -> pb::CommandResult {
+pub(crate) fn result(created: bool, outcome: command_result::Outcome) -> pb::CommandResult {
     pb::CommandResult { created, outcome: Some(outcome) }
 }
 

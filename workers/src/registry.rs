@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchboard_bus::{Bus, Partitions};
 use switchboard_store::Store;
 
-use crate::persist::Persist;
+use crate::persist::{Persist, Policy};
 use crate::sync::SyncWorker;
 use crate::whatsapp::outbound::Forward;
 use crate::whatsapp::{Whatsapp, WhatsappConfig};
@@ -33,6 +33,8 @@ pub struct Deps {
     pub partitions: Partitions,
     /// How long a bot reply waits for its user when it does not say.
     pub bot_reply_ttl: Duration,
+    /// Round-robin assignment of new and pending conversations.
+    pub auto_assign: bool,
     pub whatsapp: WhatsappConfig,
 }
 
@@ -50,13 +52,13 @@ impl Kind {
     /// Runs until the bus closes its consumers or `stop` completes (work in
     /// hand is finished, nothing more taken).
     pub async fn run(self, deps: Deps, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Deps { bus, store, node, partitions, bot_reply_ttl, whatsapp } = deps;
+        let Deps { bus, store, node, partitions, bot_reply_ttl, auto_assign, whatsapp } = deps;
         match self {
             Kind::Persist => {
                 // WhatsApp's sends are queued before a message's command is acknowledged.
                 let forward = Arc::new(Forward { bus: bus.clone() });
-                let persist =
-                    Persist::new(bus, store, &node, partitions, bot_reply_ttl, vec![forward]).await?;
+                let policy = Policy { bot_reply_ttl, auto_assign };
+                let persist = Persist::new(bus, store, &node, partitions, policy, vec![forward]).await?;
                 persist.run(stop).await?
             }
             Kind::Sync => SyncWorker::new(bus, store, &node, partitions).run(stop).await?,

@@ -33,6 +33,7 @@ fn worker(bus: &Arc<dyn Bus>, store: &Arc<dyn Store>, node: &str) -> oneshot::Se
         node: node.into(),
         partitions: PARTITIONS,
         bot_reply_ttl: Duration::from_secs(60),
+        auto_assign: false,
         whatsapp: WhatsappConfig::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -88,6 +89,7 @@ fn send(conversation: &str, n: usize) -> Envelope {
         source: "agent".into(),
         created_at_ms: Timestamp::now().0,
         create_for: None,
+        private: false,
     };
     let command = pb::Command { kind: Some(command::Kind::SendMessage(send)) };
     Envelope::new(Family::Chat.command(PARTITIONS.of(conversation), op::SEND_MESSAGE), encode(&command))

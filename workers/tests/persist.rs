@@ -42,6 +42,7 @@ async fn world() -> World {
         node: "test-worker".into(),
         partitions: PARTITIONS,
         bot_reply_ttl: Duration::from_secs(60),
+        auto_assign: false,
         whatsapp: WhatsappConfig::default(),
     };
     tokio::spawn(Kind::Persist.run(deps, std::future::pending()));
@@ -59,6 +60,7 @@ fn send(conversation: &str, text: &str, client_msg_id: Option<&str>) -> Envelope
         source: "agent".into(),
         created_at_ms: Timestamp::now().0,
         create_for: None,
+        private: false,
     };
     let command = pb::Command { kind: Some(command::Kind::SendMessage(send)) };
     Envelope::new(Family::Chat.command(PARTITIONS.of(conversation), op::SEND_MESSAGE), encode(&command))

@@ -111,6 +111,7 @@ async fn notify_message(
         text: body.content,
         client_msg_id: body.message_id,
         create_for: existing.is_none().then_some(customer),
+        private: false,
     };
     let (message, _): (Message, bool) = state.commands.send_message(draft).await?;
     Ok(Json(json!({ "success": true, "message": message })))

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use switchboard_proto::model::{
-    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, StatusUpdate,
+    Channel, Conversation, ConversationStatus, Customer, DeliveryStatus, Message, Role, StatusUpdate,
 };
-use switchboard_store::InboxFilter;
+use switchboard_store::{AssigneeFilter, InboxFilter};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -62,6 +62,8 @@ pub struct InboxQuery {
     channel: Option<Channel>,
     phone: Option<String>,
     status: Option<ConversationStatus>,
+    /// `me` (the calling agent), `none` (unassigned) or an agent's id.
+    assignee: Option<String>,
     limit: Option<u32>,
 }
 
@@ -79,11 +81,22 @@ async fn list_conversations(
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
     who.require_staff()?;
+    let assignee = match query.assignee.as_deref() {
+        None => None,
+        Some("none") => Some(AssigneeFilter::Unassigned),
+        Some("me") => Some(AssigneeFilter::Agent(who.user_id.clone())),
+        Some(id) => {
+            check_id("assignee", id)?;
+            Some(AssigneeFilter::Agent(id.to_owned()))
+        }
+    };
     let filter = InboxFilter {
         channel: query.channel,
         phone: query.phone,
         status: query.status,
         customer_id: None,
+        assignee,
+        reader: (who.role == Role::Agent).then(|| who.user_id.clone()),
         limit: query.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
     };
     let conversations = state.store.list_conversations(&filter).await?;
@@ -108,6 +121,9 @@ pub struct PostMessage {
     message_type: Option<String>,
     content: Option<MessageContent>,
     client_msg_id: Option<String>,
+    /// A staff-only note (§11).
+    #[serde(default)]
+    private: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -116,7 +132,7 @@ pub struct MessageContent {
 }
 
 impl PostMessage {
-    fn into_text(self) -> Result<(String, Option<String>), ApiError> {
+    fn into_text(self) -> Result<(String, Option<String>, bool), ApiError> {
         if let Some(kind) = self.message_type.as_deref().filter(|k| *k != "text") {
             return Err(ApiError::bad_request(format!(
                 "message_type {kind:?} is not supported; use \"text\""
@@ -124,7 +140,7 @@ impl PostMessage {
         }
         let text = self.text.or(self.content.and_then(|c| c.text));
         let text = text.ok_or_else(|| ApiError::bad_request("text (or content.text) is required"))?;
-        Ok((text, self.client_msg_id))
+        Ok((text, self.client_msg_id, self.private))
     }
 }
 
@@ -137,8 +153,8 @@ async fn post_message(
     Path(id): Path<String>,
     Body(body): Body<PostMessage>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let (text, client_msg_id) = body.into_text()?;
-    let new = NewText { conversation_id: id, text, client_msg_id };
+    let (text, client_msg_id, private) = body.into_text()?;
+    let new = NewText { conversation_id: id, text, client_msg_id, private };
     let (message, created) = writes::send_message(&state, &who, new, false).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
 }
@@ -166,10 +182,12 @@ async fn history(
 ) -> Result<Json<MessageList>, ApiError> {
     state.conversation_for(&who, &id).await?;
     let limit = query.limit.unwrap_or(state.config.limits.history_page).clamp(1, MAX_LIMIT);
-    let messages = match query.since_offset {
+    let mut messages = match query.since_offset {
         Some(since) => state.store.messages_after(&id, since, limit).await?,
         None => state.store.latest_messages(&id, limit).await?,
     };
+    // A customer's view skips staff-only notes; its offsets keep their holes.
+    messages.retain(|m| !m.private || !who.is_customer());
     Ok(Json(MessageList { messages }))
 }
 

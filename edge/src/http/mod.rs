@@ -13,6 +13,7 @@
 pub mod compat;
 pub mod conversations;
 pub mod extract;
+pub mod inbox;
 pub mod ops;
 pub mod pages;
 pub mod sync;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     Router::new()
         .merge(conversations::routes())
+        .merge(inbox::routes())
         .merge(compat::routes())
         .merge(ops::routes())
         .merge(pages::routes())

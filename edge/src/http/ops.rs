@@ -13,7 +13,7 @@ use switchboard_bus::roster::Roster;
 use utoipa::OpenApi;
 
 use super::extract::AppState;
-use super::{compat, conversations, sync, whatsapp};
+use super::{compat, conversations, inbox, sync, whatsapp};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -115,6 +115,11 @@ fn escape(value: &str) -> String {
         conversations::post_message,
         conversations::history,
         conversations::set_status,
+        inbox::assign,
+        inbox::close,
+        inbox::reopen,
+        inbox::handoff,
+        inbox::agents,
         compat::bot_reply,
         compat::notify_message,
         sync::pull_changes,

@@ -100,7 +100,12 @@ fn proto_operation(bytes: &[u8]) -> Result<Operation, String> {
         }
         client_frame::Op::SendMessage(s) => (
             "send_message",
-            json!({ "conversation_id": s.conversation_id, "text": s.text, "client_msg_id": s.client_msg_id }),
+            json!({
+                "conversation_id": s.conversation_id,
+                "text": s.text,
+                "client_msg_id": s.client_msg_id,
+                "private": s.private,
+            }),
         ),
         client_frame::Op::TypingStart(c) => ("typing_start", json!({ "conversation_id": c.conversation_id })),
         client_frame::Op::TypingStop(c) => ("typing_stop", json!({ "conversation_id": c.conversation_id })),
@@ -108,6 +113,24 @@ fn proto_operation(bytes: &[u8]) -> Result<Operation, String> {
             ("mark_read", json!({ "conversation_id": m.conversation_id, "message_id": m.message_id }))
         }
         client_frame::Op::Ping(_) => ("ping", json!({})),
+        client_frame::Op::AssignConversation(a) => {
+            let mut data = json!({ "conversation_id": a.conversation_id });
+            if a.transfer {
+                data["assignee"] = json!(a.assignee.map(|a| json!({ "id": a.id, "name": a.name })));
+            }
+            ("assign_conversation", data)
+        }
+        client_frame::Op::CloseConversation(c) => {
+            ("close_conversation", json!({ "conversation_id": c.conversation_id }))
+        }
+        client_frame::Op::ReopenConversation(c) => {
+            ("reopen_conversation", json!({ "conversation_id": c.conversation_id }))
+        }
+        client_frame::Op::RequestHuman(c) => {
+            ("request_human", json!({ "conversation_id": c.conversation_id }))
+        }
+        client_frame::Op::SubscribeInbox(v) => ("subscribe_inbox", json!({ "view": v.view })),
+        client_frame::Op::SetAvailability(a) => ("set_availability", json!({ "status": a.status })),
     };
     Ok(Operation { kind: kind.to_owned(), reference, data })
 }
@@ -175,6 +198,16 @@ fn proto_ack(Ack { reference, body }: &Ack) -> pb::Ack {
         has_more: field("has_more").and_then(Value::as_bool).unwrap_or_default(),
         message: field("message").and_then(typed::<model::Message>).map(|m| pb::Message::from(&m)),
         status: field("status").and_then(typed::<model::StatusUpdate>).map(|s| pb::MessageStatus::from(&s)),
+        conversation: field("conversation")
+            .and_then(typed::<model::Conversation>)
+            .map(|c| pb::Conversation::from(&c)),
+        view: field("view").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        agent: field("agent").and_then(typed::<model::Agent>).map(|a| pb::Agent {
+            id: a.id,
+            name: a.name,
+            availability: a.availability.as_str().into(),
+            open_assigned: a.open_assigned,
+        }),
     }
 }
 
@@ -190,11 +223,12 @@ mod tests {
                 conversation_id: "c1".into(),
                 text: "hola".into(),
                 client_msg_id: Some("k".into()),
+                private: true,
             })),
         };
         let from_proto = proto_operation(&frame.encode_to_vec()).unwrap();
         let from_json = json_operation(
-            r#"{"type":"send_message","ref":"7","conversation_id":"c1","text":"hola","client_msg_id":"k"}"#,
+            r#"{"type":"send_message","ref":"7","conversation_id":"c1","text":"hola","client_msg_id":"k","private":true}"#,
         )
         .unwrap();
         assert_eq!(from_proto, from_json);

@@ -106,6 +106,7 @@ struct NativePeer {
     id: String,
     outbox: Outbox,
     rooms: Arc<NativeRooms>,
+    staff: bool,
 }
 
 impl Peer for NativePeer {
@@ -114,7 +115,7 @@ impl Peer for NativePeer {
     }
 
     fn enter(&self, conversation_id: &str, _: Audience) {
-        self.rooms.enter(conversation_id, &self.id, &self.outbox);
+        self.rooms.enter(conversation_id, &self.id, &self.outbox, self.staff);
     }
 
     fn exit(&self, conversation_id: &str, _: Audience) {
@@ -156,10 +157,14 @@ async fn serve(
 ) {
     let (outbox, mut outgoing) = Outbox::new(state.config.limits.outbound_buffer);
     let id = format!("ws-{}", Uuid::now_v7().simple());
-    rooms.connect(&id, &outbox, who.role == Role::Agent);
-    state.sockets.opened("native");
     let session = Arc::new(Session::new(who, None, &state.config.limits));
-    let peer = NativePeer { id: id.clone(), outbox: outbox.clone(), rooms: rooms.clone() };
+    rooms.connect(&id, &outbox, &session);
+    state.sockets.opened("native");
+    if session.identity.role == Role::Agent {
+        state.agent_connected(&session.identity);
+    }
+    let staff = session.is_staff();
+    let peer = NativePeer { id: id.clone(), outbox: outbox.clone(), rooms: rooms.clone(), staff };
     let ctx = Ctx { state, peer, session };
     outbox.event(event::CONNECTED, wire::greeting(&ctx.session.identity.user_id));
     if let Some(conversation_id) = joined {

@@ -2,18 +2,19 @@
 //! fan-out. Each connection has a bounded outbox; one that is full belongs to
 //! a client that stopped reading, and is closed rather than sent a gap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Message as WsMessage;
 
 use serde_json::Value;
-use switchboard_proto::model::{Conversation, Message, StatusUpdate};
+use switchboard_proto::model::{Message, Role, StatusUpdate};
 use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
-use crate::feed::{Fanout, OnFull};
+use crate::feed::{Fanout, InboxEvent, OnFull};
+use crate::session::Session;
 use crate::wire::{self, event};
 
 /// What goes out on a native connection, before encoding. Small (two words),
@@ -102,18 +103,27 @@ impl Outbox {
     }
 }
 
+/// A connection in a conversation.
+#[derive(Clone)]
+struct Member {
+    outbox: Outbox,
+    /// Staff receive private notes.
+    staff: bool,
+}
+
 #[derive(Default)]
 pub struct NativeRooms {
     connections: Mutex<HashMap<String, Outbox>>,
-    conversations: Mutex<HashMap<String, HashMap<String, Outbox>>>,
-    agents: Mutex<HashMap<String, Outbox>>,
+    conversations: Mutex<HashMap<String, HashMap<String, Member>>>,
+    /// Agents' connections, with their sessions (their inbox views).
+    agents: Mutex<HashMap<String, (Outbox, Arc<Session>)>>,
 }
 
 impl NativeRooms {
-    pub fn connect(&self, id: &str, outbox: &Outbox, agent: bool) {
+    pub fn connect(&self, id: &str, outbox: &Outbox, session: &Arc<Session>) {
         self.connections.lock().expect("rooms lock").insert(id.to_owned(), outbox.clone());
-        if agent {
-            self.agents.lock().expect("rooms lock").insert(id.to_owned(), outbox.clone());
+        if session.identity.role == Role::Agent {
+            self.agents.lock().expect("rooms lock").insert(id.to_owned(), (outbox.clone(), session.clone()));
         }
     }
 
@@ -122,9 +132,10 @@ impl NativeRooms {
         self.agents.lock().expect("rooms lock").remove(id);
     }
 
-    pub fn enter(&self, conversation_id: &str, id: &str, outbox: &Outbox) {
+    pub fn enter(&self, conversation_id: &str, id: &str, outbox: &Outbox, staff: bool) {
         let mut conversations = self.conversations.lock().expect("rooms lock");
-        conversations.entry(conversation_id.to_owned()).or_default().insert(id.to_owned(), outbox.clone());
+        let member = Member { outbox: outbox.clone(), staff };
+        conversations.entry(conversation_id.to_owned()).or_default().insert(id.to_owned(), member);
     }
 
     pub fn exit(&self, conversation_id: &str, id: &str) {
@@ -144,7 +155,7 @@ impl NativeRooms {
         }
     }
 
-    fn members(&self, conversation_id: &str) -> Vec<(String, Outbox)> {
+    fn members(&self, conversation_id: &str) -> Vec<(String, Member)> {
         let conversations = self.conversations.lock().expect("rooms lock");
         conversations
             .get(conversation_id)
@@ -152,25 +163,27 @@ impl NativeRooms {
             .unwrap_or_default()
     }
 
-    /// Sends `event()` to every member of the conversation, encoding it only
-    /// when there is one (most events reach sockets of one transport only).
-    fn each(&self, conversation_id: &str, on_full: OnFull, event: impl FnOnce() -> Arc<Event>) {
-        let members = self.members(conversation_id);
+    /// Sends `event()` to the conversation's members (its staff only, for
+    /// `staff_only`), encoding it only when one is sent to (most events reach
+    /// sockets of one transport only).
+    fn each(&self, conversation_id: &str, staff_only: bool, event: impl FnOnce() -> Arc<Event>) {
+        let mut members = self.members(conversation_id);
+        members.retain(|(_, m)| m.staff || !staff_only);
         if members.is_empty() {
             return;
         }
         let event = event();
-        for (_, outbox) in members {
-            outbox.share(&event, on_full);
+        for (_, member) in members {
+            member.outbox.share(&event, OnFull::Disconnect);
         }
     }
 
     /// Typing and presence, to everyone in the conversation but their origin.
     fn each_except(&self, conversation_id: &str, origin: &str, name: &str, data: Value) {
         let event = Event::new(name, data);
-        for (id, outbox) in self.members(conversation_id) {
+        for (id, member) in self.members(conversation_id) {
             if id != origin {
-                outbox.share(&event, OnFull::Skip);
+                member.outbox.share(&event, OnFull::Skip);
             }
         }
     }
@@ -178,15 +191,13 @@ impl NativeRooms {
 
 impl Fanout for NativeRooms {
     fn message(&self, message: &Message) {
-        self.each(&message.conversation_id, OnFull::Disconnect, || {
+        self.each(&message.conversation_id, message.private, || {
             Event::new(event::MESSAGE_NEW, wire::message(message))
         });
     }
 
     fn status(&self, status: &StatusUpdate) {
-        self.each(&status.conversation_id, OnFull::Disconnect, || {
-            Event::new(event::MESSAGE_STATUS, wire::status(status))
-        });
+        self.each(&status.conversation_id, false, || Event::new(event::MESSAGE_STATUS, wire::status(status)));
     }
 
     fn typing(&self, typing: &pb::Typing) {
@@ -198,14 +209,30 @@ impl Fanout for NativeRooms {
         self.each_except(&presence.conversation_id, &presence.origin, event::PRESENCE, data);
     }
 
-    fn inbox(&self, name: &str, conversation: &Conversation) {
-        let agents = self.agents.lock().expect("rooms lock");
-        if agents.is_empty() {
+    fn inbox(&self, inbox: &InboxEvent<'_>) {
+        let conversation = inbox.conversation();
+        let staff = OnceLock::new();
+        let staff = || staff.get_or_init(|| Event::new(inbox.name(), wire::conversation(conversation)));
+        let mut reached = HashSet::new();
+        for (id, (outbox, session)) in self.agents.lock().expect("rooms lock").iter() {
+            if inbox.reaches(session.inbox_view(), &session.identity.user_id) {
+                outbox.share(staff(), OnFull::Disconnect);
+                reached.insert(id.clone());
+            }
+        }
+        if !inbox.to_members() {
             return;
         }
-        let event = Event::new(name, wire::conversation(conversation));
-        for outbox in agents.values() {
-            outbox.share(&event, OnFull::Disconnect);
+        let customer = OnceLock::new();
+        let customer = || {
+            customer.get_or_init(|| {
+                Event::new(inbox.name(), wire::conversation(&conversation.clone().for_customer()))
+            })
+        };
+        for (id, member) in self.members(&conversation.id) {
+            if reached.insert(id) {
+                member.outbox.share(if member.staff { staff() } else { customer() }, OnFull::Disconnect);
+            }
         }
     }
 }

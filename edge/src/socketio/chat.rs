@@ -119,6 +119,9 @@ impl std::fmt::Display for Refusal {
 async fn on_connect(hub: Arc<Hub>, socket: SocketRef) {
     let Some(session) = session_of(&socket) else { return };
     let _ = socket.emit(event::CONNECTED, &wire::greeting(&session.identity.user_id));
+    if session.identity.role == Role::Agent {
+        hub.edge.agent_connected(&session.identity);
+    }
     if let Some(phone) = &session.phone {
         // Here rather than in `admit`: only a connected socket is sure to get
         // its disconnect handler, which gives the reference back. Replies

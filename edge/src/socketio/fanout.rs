@@ -5,15 +5,17 @@
 //! otherwise miss a message and break its ordering. It reconnects and
 //! recovers with `since_offset`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
-use switchboard_proto::model::{Conversation, Message, StatusUpdate};
+use switchboard_proto::model::{Message, StatusUpdate};
 use switchboard_proto::pb;
 
-use crate::feed::{Fanout, OnFull};
+use super::session::session_of;
+use crate::feed::{Fanout, InboxEvent, OnFull};
 use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
@@ -103,27 +105,62 @@ pub fn sockets_in(io: &SocketIo, room: String) -> Vec<SocketRef> {
     io.of("/").map(|ns| ns.to(room).sockets()).unwrap_or_default()
 }
 
+/// Which sockets of a room an event is for.
+enum To<'a> {
+    All,
+    /// Typing and presence are not echoed to the socket they came from.
+    AllBut(&'a str),
+    /// Private notes.
+    Staff,
+}
+
+impl To<'_> {
+    fn keeps(&self, socket: &SocketRef) -> bool {
+        match self {
+            To::All => true,
+            To::AllBut(origin) => socket.id.to_string() != *origin,
+            To::Staff => session_of(socket).is_some_and(|s| s.is_staff()),
+        }
+    }
+}
+
+/// A payload serialised at most once, by the first socket that needs it.
+struct Once<F> {
+    make: Option<F>,
+    payload: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl<T: Serialize, F: FnOnce() -> T> Once<F> {
+    fn new(make: F) -> Self {
+        Self { make: Some(make), payload: None }
+    }
+
+    fn get(&mut self) -> Option<&serde_json::value::RawValue> {
+        if let Some(make) = self.make.take() {
+            self.payload = serde_json::value::to_raw_value(&make()).ok();
+        }
+        self.payload.as_deref()
+    }
+}
+
 impl SocketIoFanout {
-    /// Emits `data` to every socket in `room` but `except`, serialised once
-    /// rather than once per socket.
-    /// `data` is made only when the room has a socket: most events reach
-    /// sockets of one transport, or one style, only.
+    /// Emits `data` to the sockets in `room` that `to` keeps, serialised
+    /// once rather than once per socket, and only when one is kept: most
+    /// events reach sockets of one transport, or one style, only.
     fn broadcast<T: Serialize>(
         &self,
         room: String,
-        except: Option<&str>,
+        to: To<'_>,
         on_full: OnFull,
         event: &str,
         data: impl FnOnce() -> T,
     ) {
-        let sockets = sockets_in(&self.io, room);
-        if sockets.is_empty() {
-            return;
-        }
-        let Ok(payload) = serde_json::value::to_raw_value(&data()) else { return };
-        for socket in sockets {
-            if except.is_none_or(|except| socket.id.to_string() != except) {
-                emit_or(&socket, event, &payload, on_full);
+        let mut payload = Once::new(data);
+        for socket in sockets_in(&self.io, room) {
+            if to.keeps(&socket)
+                && let Some(payload) = payload.get()
+            {
+                emit_or(&socket, event, payload, on_full);
             }
         }
     }
@@ -132,29 +169,57 @@ impl SocketIoFanout {
 impl Fanout for SocketIoFanout {
     fn message(&self, message: &Message) {
         let conversation = &message.conversation_id;
-        self.broadcast(chat_room(conversation), None, OnFull::Disconnect, event::MESSAGE_NEW, || message);
+        let to = || if message.private { To::Staff } else { To::All };
+        self.broadcast(chat_room(conversation), to(), OnFull::Disconnect, event::MESSAGE_NEW, || message);
         let legacy = || wire::legacy_message(message);
-        self.broadcast(legacy_room(conversation), None, OnFull::Disconnect, event::LEGACY_MESSAGE, legacy);
+        self.broadcast(legacy_room(conversation), to(), OnFull::Disconnect, event::LEGACY_MESSAGE, legacy);
     }
 
     fn status(&self, status: &StatusUpdate) {
         let room = chat_room(&status.conversation_id);
-        self.broadcast(room, None, OnFull::Disconnect, event::MESSAGE_STATUS, || status);
+        self.broadcast(room, To::All, OnFull::Disconnect, event::MESSAGE_STATUS, || status);
     }
 
     fn typing(&self, typing: &pb::Typing) {
         let room = chat_room(&typing.conversation_id);
-        self.broadcast(room, Some(&typing.origin), OnFull::Skip, event::USER_TYPING, || wire::typing(typing));
+        let to = To::AllBut(&typing.origin);
+        self.broadcast(room, to, OnFull::Skip, event::USER_TYPING, || wire::typing(typing));
     }
 
-    fn inbox(&self, name: &str, conversation: &Conversation) {
-        let payload = || wire::conversation(conversation);
-        self.broadcast(AGENTS_ROOM.into(), None, OnFull::Disconnect, name, payload);
+    fn inbox(&self, inbox: &InboxEvent<'_>) {
+        let conversation = inbox.conversation();
+        let mut staff = Once::new(|| wire::conversation(conversation));
+        let mut reached = HashSet::new();
+        for socket in sockets_in(&self.io, AGENTS_ROOM.into()) {
+            let Some(session) = session_of(&socket) else { continue };
+            if inbox.reaches(session.inbox_view(), &session.identity.user_id)
+                && let Some(payload) = staff.get()
+                && emit_to(&socket, inbox.name(), payload)
+            {
+                reached.insert(socket.id);
+            }
+        }
+        if !inbox.to_members() {
+            return;
+        }
+        let mut customer = Once::new(|| wire::conversation(&conversation.clone().for_customer()));
+        for room in [chat_room(&conversation.id), legacy_room(&conversation.id)] {
+            for socket in sockets_in(&self.io, room) {
+                if !reached.insert(socket.id) {
+                    continue;
+                }
+                let is_staff = session_of(&socket).is_some_and(|s| s.is_staff());
+                let payload = if is_staff { staff.get() } else { customer.get() };
+                if let Some(payload) = payload {
+                    emit_to(&socket, inbox.name(), payload);
+                }
+            }
+        }
     }
 
     fn presence(&self, presence: &pb::Presence) {
         let room = chat_room(&presence.conversation_id);
         let payload = || wire::presence(presence);
-        self.broadcast(room, Some(&presence.origin), OnFull::Skip, event::PRESENCE, payload);
+        self.broadcast(room, To::AllBut(&presence.origin), OnFull::Skip, event::PRESENCE, payload);
     }
 }

@@ -6,8 +6,10 @@
 use sqlx::{PgConnection, Row};
 use switchboard_proto::model::{Conversation, Message};
 
-use super::{conversation_from_row, conversation_in, insert_conversation, located_message_from_row, to_time};
-use crate::append::{Appender, Bump};
+use super::{
+    conversation_from_row, conversation_in, from_time, insert_conversation, located_message_from_row, to_time,
+};
+use crate::append::{Appender, Bump, Bumped};
 use crate::{Fence, NewConversation, NewMessage, Result};
 
 impl Appender for PgConnection {
@@ -56,7 +58,9 @@ impl Appender for PgConnection {
     }
 
     /// One statement whose text never changes: the counts travel as arrays.
-    async fn bump_offsets(&mut self, bumps: &[Bump<'_>]) -> Result<Vec<(Conversation, u64)>> {
+    /// The right-hand sides read the row as it was, so the status test sees
+    /// the status before the reopen.
+    async fn bump_offsets(&mut self, bumps: &[Bump<'_>]) -> Result<Vec<Bumped>> {
         if bumps.is_empty() {
             return Ok(Vec::new());
         }
@@ -65,20 +69,30 @@ impl Appender for PgConnection {
             at.push(to_time(bump.at)?);
         }
         let rows = sqlx::query(
-            "UPDATE conversations c SET last_offset = c.last_offset + v.n, updated_at = v.at \
-             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS v (id, n, at) WHERE c.id = v.id \
+            "UPDATE conversations c SET last_offset = c.last_offset + v.n, updated_at = v.at, \
+             status_changed_at = CASE WHEN v.reopen AND c.status = 'closed' THEN v.at \
+             ELSE c.status_changed_at END, \
+             status = CASE WHEN v.reopen AND c.status = 'closed' THEN 'open' ELSE c.status END \
+             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::bool[]) AS v (id, n, at, reopen) \
+             WHERE c.id = v.id \
              RETURNING c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
-             c.assignee, c.created_at, c.updated_at, c.last_offset, NULL::uuid AS m_id",
+             c.assignee, c.assignee_name, c.created_at, c.updated_at, c.last_offset, c.status_changed_at, \
+             NULL::uuid AS m_id",
         )
         .bind(bumps.iter().map(|b| b.conversation_id).collect::<Vec<_>>())
         .bind(bumps.iter().map(|b| b.count as i64).collect::<Vec<_>>())
         .bind(at)
+        .bind(bumps.iter().map(|b| b.reopen).collect::<Vec<_>>())
         .fetch_all(&mut *self)
         .await?;
         rows.iter()
             .map(|row| {
                 let last_offset: i64 = row.try_get("last_offset")?;
-                Ok((conversation_from_row(row)?, last_offset as u64))
+                Ok(Bumped {
+                    conversation: conversation_from_row(row)?,
+                    last_offset: last_offset as u64,
+                    status_changed_at: from_time(row.try_get("status_changed_at")?),
+                })
             })
             .collect()
     }
@@ -96,9 +110,9 @@ impl Appender for PgConnection {
         }
         sqlx::query(
             "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-             client_msg_id, source, created_at, content) \
+             client_msg_id, source, created_at, content, private) \
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])",
+             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::bool[])",
         )
         .bind(rows.iter().map(|r| new(r).conversation_id.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|&(_, offset)| offset as i64).collect::<Vec<_>>())
@@ -111,6 +125,7 @@ impl Appender for PgConnection {
         .bind(rows.iter().map(|r| new(r).source.as_str()).collect::<Vec<_>>())
         .bind(created_at)
         .bind(rows.iter().map(|r| new(r).content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| new(r).private).collect::<Vec<_>>())
         .execute(&mut *self)
         .await?;
         Ok(())

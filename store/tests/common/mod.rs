@@ -10,10 +10,12 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
-use switchboard_proto::model::{Channel, Customer, DeliveryStatus, Role, Sender, Timestamp};
+use switchboard_proto::model::{
+    Assignee, Channel, ConversationStatus, Customer, DeliveryStatus, Role, Sender, Timestamp,
+};
 use switchboard_store::{
-    Appended, Change, Confirm, Fence, InboxFilter, NewChange, NewConversation, NewMessage, OutboxClaim,
-    QueuedBotReply, Store, StoreError,
+    Appended, AssigneeFilter, Assignment, Change, Confirm, Fence, InboxFilter, NewChange, NewConversation,
+    NewMessage, OutboxClaim, QueuedBotReply, Store, StoreError,
 };
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -48,6 +50,10 @@ macro_rules! behaviour_tests {
             pending_sync_changes_come_in_seq_order_until_confirmed,
             one_of_two_workers_claims_a_whatsapp_send_and_a_sent_one_is_never_claimed_again,
             an_expired_whatsapp_lease_is_claimed_again_and_giving_up_is_final,
+            of_concurrent_claims_exactly_one_wins_and_the_store_agrees,
+            assignment_opens_a_pending_conversation_and_a_customer_reopens_a_closed_one,
+            unread_counts_what_came_after_the_read_cursor_but_not_ones_own,
+            a_private_note_reads_back_as_private,
         );
     };
     (@each $run:path; $($name:ident),+ $(,)?) => {
@@ -101,6 +107,7 @@ fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> N
         created_at: Timestamp::now(),
         content: None,
         create_for: None,
+        private: false,
     }
 }
 
@@ -647,4 +654,115 @@ pub async fn an_expired_whatsapp_lease_is_claimed_again_and_giving_up_is_final(d
         store.claim_send(id, "1555", Timestamp(NOW + 99_000), 1_000).await.unwrap(),
         OutboxClaim::Failed
     );
+}
+
+fn agent(id: &str) -> Assignee {
+    Assignee { id: id.into(), name: format!("Agent {id}") }
+}
+
+pub async fn of_concurrent_claims_exactly_one_wins_and_the_store_agrees(db: Db) {
+    const CONVERSATIONS: usize = 10;
+    let mut claims = JoinSet::new();
+    for i in 0..CONVERSATIONS {
+        let id = format!("c{i}");
+        create(&*db.store, &id).await;
+        for (store, who) in db.both().into_iter().zip(["ana", "bo"]) {
+            let id = id.clone();
+            claims.spawn(async move {
+                let claimed = store.assign(&id, Assignment::Claim(agent(who)), Timestamp::now()).await;
+                (id, who, claimed)
+            });
+        }
+    }
+    let mut winners: HashMap<String, &str> = HashMap::new();
+    for (id, who, claimed) in claims.join_all().await {
+        match claimed {
+            Ok(handled) => {
+                assert!(handled.changed);
+                assert!(winners.insert(id, who).is_none(), "two winners");
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a claim failed: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), CONVERSATIONS, "every conversation has its one winner");
+    for (id, who) in winners {
+        let stored = db.other.conversation(&id).await.unwrap().unwrap();
+        assert_eq!(stored.assignee, Some(agent(who)));
+    }
+    let ana = db.store.agents().await.unwrap().into_iter().find(|a| a.id == "ana");
+    assert!(ana.is_some_and(|a| a.last_assigned_at.0 > 0), "an assignee is an agent seen");
+}
+
+pub async fn assignment_opens_a_pending_conversation_and_a_customer_reopens_a_closed_one(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    let pending = store.set_conversation_status("c1", ConversationStatus::Pending, Timestamp(5)).await.unwrap();
+    assert_eq!((pending.previous_status, pending.conversation.status), (ConversationStatus::Open, ConversationStatus::Pending));
+    let again = store.set_conversation_status("c1", ConversationStatus::Pending, Timestamp(6)).await.unwrap();
+    assert!(!again.changed, "the status it has already");
+    let claimed = store.assign("c1", Assignment::Claim(agent("ana")), Timestamp(7)).await.unwrap();
+    assert_eq!(claimed.conversation.status, ConversationStatus::Open);
+    let held = store.assign("c1", Assignment::Claim(agent("ana")), Timestamp(8)).await.unwrap();
+    assert!(!held.changed, "claiming what one holds changes nothing");
+    let conflict = store.assign("c1", Assignment::Claim(agent("bo")), Timestamp(9)).await.unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict(_)));
+    let moved = store.assign("c1", Assignment::Set(Some(agent("bo"))), Timestamp(10)).await.unwrap();
+    assert_eq!(moved.previous_assignee, Some(agent("ana")));
+    store.set_conversation_status("c1", ConversationStatus::Closed, Timestamp(11)).await.unwrap();
+    let by_agent = store.append_message(new_message("c1", "bye", None)).await.unwrap();
+    assert!(!by_agent.reopened);
+    assert_eq!(by_agent.conversation.status, ConversationStatus::Closed, "an agent's message leaves it closed");
+    let mut from_customer = new_message("c1", "one more thing", None);
+    from_customer.sender = Sender { id: "cust-1".into(), role: Role::Customer, name: "C".into() };
+    let reopened = store.append_message(from_customer).await.unwrap();
+    assert!(reopened.reopened);
+    assert_eq!(reopened.conversation.status, ConversationStatus::Open);
+    let stored = db.other.conversation("c1").await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.assignee), (ConversationStatus::Open, Some(agent("bo"))), "assignee kept");
+    let unassigned = store.assign("c1", Assignment::Set(None), Timestamp(12)).await.unwrap();
+    assert_eq!(unassigned.conversation.assignee, None);
+    let missing = store.assign("nope", Assignment::Set(None), Timestamp(13)).await.unwrap_err();
+    assert!(matches!(missing, StoreError::ConversationNotFound(_)));
+}
+
+pub async fn unread_counts_what_came_after_the_read_cursor_but_not_ones_own(db: Db) {
+    let store = db.store;
+    create(&*store, "c1").await;
+    create(&*store, "c2").await;
+    let mut from_customer = Vec::new();
+    for text in ["a", "b", "c"] {
+        let mut new = new_message("c1", text, None);
+        new.sender = Sender { id: "cust-1".into(), role: Role::Customer, name: "C".into() };
+        from_customer.push(store.append_message(new).await.unwrap().message);
+    }
+    store.append_message(new_message("c1", "mine", None)).await.unwrap();
+    store.assign("c2", Assignment::Claim(agent("agent-1")), Timestamp::now()).await.unwrap();
+    let unread = |assignee: Option<AssigneeFilter>| {
+        let filter = InboxFilter { reader: Some("agent-1".into()), assignee, limit: 10, ..Default::default() };
+        let other = db.other.clone();
+        async move {
+            let listed = other.list_conversations(&filter).await.unwrap();
+            listed.into_iter().map(|c| (c.id, c.unread)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(unread(Some(AssigneeFilter::Unassigned)).await, [("c1".to_owned(), Some(3))]);
+    assert!(store.read_up_to(from_customer[1].id, "agent-1").await.unwrap());
+    assert!(store.read_up_to(from_customer[0].id, "agent-1").await.unwrap(), "a cursor never moves back");
+    assert_eq!(unread(Some(AssigneeFilter::Unassigned)).await, [("c1".to_owned(), Some(1))]);
+    assert_eq!(unread(Some(AssigneeFilter::Agent("agent-1".into()))).await, [("c2".to_owned(), Some(0))]);
+    assert!(!store.read_up_to(Uuid::now_v7(), "agent-1").await.unwrap(), "an unknown message");
+    let plain = InboxFilter { limit: 10, ..Default::default() };
+    assert!(db.other.list_conversations(&plain).await.unwrap().iter().all(|c| c.unread.is_none()));
+}
+
+pub async fn a_private_note_reads_back_as_private(db: Db) {
+    create(&*db.store, "c1").await;
+    let mut note = new_message("c1", "VIP customer", None);
+    note.private = true;
+    let stored = db.store.append_message(note).await.unwrap().message;
+    assert!(stored.private);
+    assert!(db.other.message(stored.id).await.unwrap().unwrap().private);
+    let last = db.other.conversation("c1").await.unwrap().unwrap().last_message.unwrap();
+    assert!(last.private, "a listing's last message keeps it too");
 }

@@ -114,6 +114,24 @@ export async function expectNone(socket, event, { ms = QUIET_WINDOW_MS, filter =
   );
 }
 
+/** How often `eventually` reads again. */
+export const POLL_MS = 25;
+
+/**
+ * Poll `read()` until `test(value)` holds and return that value; fails after `patience` ms
+ * with the last value read. Only for state that no event announces (e.g. an agent's
+ * availability as another edge sees it); anything with an event is awaited with `once`.
+ */
+export async function eventually(read, test, { patience = 5000, what = "a condition" } = {}) {
+  const deadline = Date.now() + patience;
+  for (;;) {
+    const value = await read();
+    if (test(value)) return value;
+    assert.ok(Date.now() < deadline, `${what}: still ${JSON.stringify(value)?.slice(0, 500)} after ${patience} ms`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
 /** Helper defaults; `transports: "default"` leaves socket.io-client's own default (polling, then upgrade). */
 function socketOptions(opts) {
   const options = { forceNew: true, reconnection: false, transports: ["websocket"], ...opts };
@@ -305,10 +323,16 @@ export function assertConversation(conv, expect = {}) {
   assert.ok(conv && typeof conv === "object", `conversation must be an object: ${JSON.stringify(conv)}`);
   assert.equal(typeof conv.id, "string", "conversation.id");
   assert.ok(["web", "whatsapp"].includes(conv.channel), `conversation.channel: ${conv.channel}`);
-  assert.ok(["open", "closed"].includes(conv.status), `conversation.status: ${conv.status}`);
+  assert.ok(["open", "pending", "closed"].includes(conv.status), `conversation.status: ${conv.status}`);
   assert.ok(conv.customer && typeof conv.customer === "object", "conversation.customer");
   assert.equal(typeof conv.customer.id, "string", "conversation.customer.id");
   assert.equal(typeof conv.customer.name, "string", "conversation.customer.name");
+  // Absent when unassigned (never null), else who holds it.
+  if ("assignee" in conv) {
+    assert.ok(conv.assignee && typeof conv.assignee === "object", `conversation.assignee: ${JSON.stringify(conv.assignee)}`);
+    assert.equal(typeof conv.assignee.id, "string", "conversation.assignee.id");
+    assert.equal(typeof conv.assignee.name, "string", "conversation.assignee.name");
+  }
   assertRfc3339(conv.created_at, "conversation.created_at");
   assertRfc3339(conv.updated_at, "conversation.updated_at");
   for (const [k, v] of Object.entries(expect)) assert.deepEqual(conv[k], v, `conversation.${k}`);

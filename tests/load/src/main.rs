@@ -127,6 +127,13 @@ struct Args {
     /// Bytes of padding added to each message text.
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Agent sockets that join nothing and only watch the inbox (`conversation:new/updated`),
+    /// counted apart: the contact-centre shape of many agents beside the traffic.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
+    /// The watchers' `subscribe_inbox` view: all, mine, unassigned or none.
+    #[arg(long, default_value = "all")]
+    watch_view: String,
 }
 
 static START: OnceLock<Instant> = OnceLock::new();
@@ -153,6 +160,10 @@ struct Stats {
     errors: AtomicU64,
     disconnects: AtomicU64,
     unsent: AtomicU64,
+    /// Inbox events the watchers received, and watchers that were disconnected.
+    inbox_events: AtomicU64,
+    watchers_connected: AtomicU64,
+    watcher_disconnects: AtomicU64,
     /// Per 100 ms window since the start: deliveries and the slowest (µs).
     windows: Vec<(AtomicU64, AtomicU64)>,
 }
@@ -171,6 +182,9 @@ impl Stats {
             errors: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+            inbox_events: AtomicU64::new(0),
+            watchers_connected: AtomicU64::new(0),
+            watcher_disconnects: AtomicU64::new(0),
             windows: (0..WINDOWS).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
         }
     }
@@ -277,25 +291,7 @@ async fn connect_join(args: &Args, url: &str, conv: &str, user: &str, source: u8
     let token = || token(&args.secret, user, role, (role == "customer").then_some(conv));
     match args.protocol {
         Protocol::Sio => {
-            let mut ws = open(url, "/socket.io/?EIO=4&transport=websocket", source).await?;
-            let open_packet = next_text(&mut ws).await?;
-            if !open_packet.starts_with('0') {
-                bail!("expected engine.io open, got {open_packet}");
-            }
-            let auth = json!({ "token": token() });
-            ws.send(Message::text(format!("40{auth}"))).await?;
-            loop {
-                let t = next_text(&mut ws).await?;
-                if t.starts_with("40") {
-                    break;
-                }
-                if t.starts_with("44") {
-                    bail!("connect_error {t}");
-                }
-                if t == "2" {
-                    ws.send(Message::text("3")).await?;
-                }
-            }
+            let mut ws = sio_connect(url, &token(), source).await?;
             let join = json!(["join_conversation", { "conversation_id": conv }]);
             ws.send(Message::text(format!("421{join}"))).await?;
             loop {
@@ -336,6 +332,66 @@ async fn connect_join(args: &Args, url: &str, conv: &str, user: &str, source: u8
             }
         }
     }
+}
+
+/// A Socket.IO connection to namespace `/`, past its CONNECT.
+async fn sio_connect(url: &str, token: &str, source: u8) -> Result<Ws> {
+    let mut ws = open(url, "/socket.io/?EIO=4&transport=websocket", source).await?;
+    let open_packet = next_text(&mut ws).await?;
+    if !open_packet.starts_with('0') {
+        bail!("expected engine.io open, got {open_packet}");
+    }
+    let auth = json!({ "token": token });
+    ws.send(Message::text(format!("40{auth}"))).await?;
+    loop {
+        let t = next_text(&mut ws).await?;
+        if t.starts_with("40") {
+            return Ok(ws);
+        }
+        if t.starts_with("44") {
+            bail!("connect_error {t}");
+        }
+        if t == "2" {
+            ws.send(Message::text("3")).await?;
+        }
+    }
+}
+
+/// An agent socket that joins nothing and watches its inbox view.
+async fn watcher(args: &Args, i: usize, source: u8) -> Result<Ws> {
+    let token = token(&args.secret, &format!("load-watcher-{i}"), "agent", None);
+    let (mut ws, subscribe) = match args.protocol {
+        Protocol::Sio => {
+            let ws = sio_connect(&args.url, &token, source).await?;
+            (ws, format!("42{}", json!(["subscribe_inbox", { "view": args.watch_view }])))
+        }
+        Protocol::Native => {
+            let ws = open(&args.url, &format!("/ws?token={token}"), source).await?;
+            (ws, json!({ "type": "subscribe_inbox", "view": args.watch_view }).to_string())
+        }
+        Protocol::Floor => bail!("the floor server has no inbox"),
+    };
+    ws.send(Message::text(subscribe)).await?;
+    Ok(ws)
+}
+
+/// Counts a watcher's inbox events until its socket ends.
+async fn count_inbox(mut ws: Ws, stats: &Stats) {
+    while let Some(Ok(frame)) = ws.next().await {
+        match frame {
+            Message::Text(t) if t.as_str() == "2" => {
+                if ws.send(Message::text("3")).await.is_err() {
+                    break;
+                }
+            }
+            Message::Text(t) if t.contains("conversation:updated") || t.contains("conversation:new") => {
+                stats.inbox_events.fetch_add(1, Ordering::Relaxed);
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    stats.watcher_disconnects.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Reads frames until the socket ends; records deliveries, answers Engine.IO pings.
@@ -597,10 +653,28 @@ async fn main() -> Result<()> {
             }
         });
     }
+    for i in 0..args.watchers {
+        let (args, stats, sem, ready) = (args.clone(), stats.clone(), sem.clone(), ready_tx.clone());
+        tokio::spawn(async move {
+            let permit = sem.acquire_owned().await;
+            let res = watcher(&args, i, 1 + (i % sources as usize) as u8).await;
+            drop(permit);
+            match res {
+                Ok(ws) => {
+                    stats.watchers_connected.fetch_add(1, Ordering::Relaxed);
+                    let _ = ready.send(Ok(()));
+                    count_inbox(ws, &stats).await;
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("watcher: {e:#}")));
+                }
+            }
+        });
+    }
     drop(ready_tx);
     let (mut connected, mut connect_errors, mut first_error) = (0usize, 0usize, None::<String>);
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.connect_timeout);
-    while connected + connect_errors < args.connections {
+    while connected + connect_errors < args.connections + args.watchers {
         match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
             Ok(Some(Ok(()))) => connected += 1,
             Ok(Some(Err(e))) => {
@@ -610,6 +684,9 @@ async fn main() -> Result<()> {
             Ok(None) | Err(_) => break,
         }
     }
+    // The watchers are counted apart.
+    let watchers = stats.watchers_connected.load(Ordering::Relaxed) as usize;
+    connected -= watchers;
     let connect_secs = connect_start.elapsed().as_secs_f64();
     let connect_rate = (connected as f64 / connect_secs).round();
     tokio::time::sleep(Duration::from_millis(if args.idle { 2000 } else { 500 })).await;
@@ -630,6 +707,7 @@ async fn main() -> Result<()> {
         "rss_before_kib": rss_before, "rss_after_kib": rss_after, "server_bytes_per_conn": per_conn,
     });
 
+    let traffic_start = (Instant::now(), stats.inbox_events.load(Ordering::Relaxed));
     if !args.idle && connected > 0 {
         let mut receivers_per_conv = vec![0u64; convs.len()];
         for i in 0..args.connections {
@@ -739,6 +817,16 @@ async fn main() -> Result<()> {
                 eprintln!("timeline {:.1} s: {count} deliveries, slowest {ms:.1} ms", at as f64 / 10.0);
             }
         }
+    }
+    if args.watchers > 0 {
+        let events = stats.inbox_events.load(Ordering::Relaxed) - traffic_start.1;
+        let seconds = traffic_start.0.elapsed().as_secs_f64();
+        out["watchers"] = json!({
+            "sockets": args.watchers, "connected": watchers, "view": args.watch_view,
+            "inbox_events": events,
+            "per_watcher_per_s": (events as f64 / watchers.max(1) as f64 / seconds * 100.0).round() / 100.0,
+            "disconnected": stats.watcher_disconnects.load(Ordering::Relaxed),
+        });
     }
     out["errors"] = json!(stats.errors.load(Ordering::Relaxed));
     out["disconnects"] = json!(stats.disconnects.load(Ordering::Relaxed));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard_bus::events::Event;
+use switchboard_bus::events::{ConversationChange, Event};
 use switchboard_bus::{Bus, Delivery, subjects};
 use switchboard_proto::model::{
     Channel, Customer, DeliveryStatus, Role, Sender, Source, StatusError, Timestamp,
@@ -159,6 +159,7 @@ impl Inbound {
                 created_at: m.at,
                 content: m.content.clone(),
                 create_for: None,
+                private: false,
             });
         }
         let outcomes = self.store.append_messages(&batch, &Fence::none()).await?;
@@ -179,12 +180,20 @@ impl Inbound {
             }
             // Again on a redelivery too: edges drop what they already have.
             announce(self.bus.as_ref(), Event::MessageNew(appended.message)).await?;
-            if appended.created {
+            if appended.reopened {
+                let change = ConversationChange::reopened(appended.conversation);
+                updated.remove(&change.conversation.id);
+                announce(self.bus.as_ref(), Event::ConversationUpdated(change)).await?;
+            } else if appended.created {
                 updated.insert(appended.conversation.id.clone(), appended.conversation);
             }
         }
         for conversation in updated.into_values() {
-            announce(self.bus.as_ref(), Event::ConversationUpdated(conversation)).await?;
+            announce(
+                self.bus.as_ref(),
+                Event::ConversationUpdated(ConversationChange::activity(conversation)),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -36,7 +36,8 @@ const LEASE_MS: i64 = 120_000;
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// A stored message that must go out through WhatsApp is put on `sb.wa.out`
+/// A stored message that must go out through WhatsApp (not the customer's own,
+/// not a private note) is put on `sb.wa.out`
 /// before its command is acknowledged (see [`AfterAppend`]). Published on
 /// every (re)announcement; the bus drops duplicates within its window and the
 /// outbox after it.
@@ -49,7 +50,8 @@ impl AfterAppend for Forward {
     async fn appended(&self, appended: &Appended) -> switchboard_bus::Result<()> {
         let conversation = &appended.conversation;
         let message = &appended.message;
-        if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp {
+        // A private note is for staff: it never reaches the customer's phone.
+        if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp || message.private {
             return Ok(());
         }
         let to = conversation.customer.phone.clone().unwrap_or_else(|| {
