@@ -221,6 +221,11 @@ pub struct StatusUpdate {
     /// Why a `failed` message failed (the provider's code and title).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StatusError>,
+    /// The message is a private note: its receipts go to staff only. Not on
+    /// the wire to clients.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub private: bool,
 }
 
 /// A provider's reason for a `failed` status (WhatsApp: Graph API code and title).
@@ -370,6 +375,7 @@ impl From<&StatusUpdate> for pb::MessageStatus {
             at_ms: s.timestamp.0,
             error_code: s.error.as_ref().map(|e| e.code),
             error_title: s.error.as_ref().map(|e| e.title.clone()),
+            private: s.private,
         }
     }
 }
@@ -383,6 +389,7 @@ impl TryFrom<pb::MessageStatus> for StatusUpdate {
             status: parse_wire(DeliveryStatus::parse, &s.status, "status")?,
             timestamp: Timestamp(s.at_ms),
             error: s.error_code.map(|code| StatusError { code, title: s.error_title.unwrap_or_default() }),
+            private: s.private,
         })
     }
 }

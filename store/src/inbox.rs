@@ -122,6 +122,23 @@ pub(crate) async fn handle(
     Ok(Handled { conversation, previous_status, previous_assignee, changed: true })
 }
 
+/// The statements both stores run the same (SQLite and PostgreSQL read these
+/// alike), with their values bound in the order they number them.
+pub(crate) mod sql {
+    /// $1 id, $2 status, $3 assignee id, $4 assignee name, $5 at.
+    pub const WRITE_HANDLING: &str = "UPDATE conversations SET status_changed_at = CASE WHEN status = $2 \
+         THEN status_changed_at ELSE $5 END, status = $2, assignee = $3, assignee_name = $4, updated_at = $5 \
+         WHERE id = $1";
+    /// $1 id, $2 name, $3 at.
+    pub const ASSIGNED: &str = "INSERT INTO agents (id, name, last_seen_at, last_assigned_at) \
+         VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at";
+    /// $1 id, $2 name, $3 at.
+    pub const SEEN: &str = "INSERT INTO agents (id, name, last_seen_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, last_seen_at = excluded.last_seen_at";
+    pub const AGENTS: &str = "SELECT a.id, a.name, a.last_assigned_at, (SELECT count(*) FROM conversations c \
+         WHERE c.assignee = a.id AND c.status <> 'closed') AS open_assigned FROM agents a ORDER BY a.id";
+}
+
 /// The assignee columns of a conversation row.
 pub(crate) fn assignee_from(id: Option<String>, name: Option<String>) -> Option<Assignee> {
     id.map(|id| Assignee { name: name.unwrap_or_else(|| id.clone()), id })

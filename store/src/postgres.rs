@@ -218,7 +218,7 @@ async fn set_status_in(
     // Locked, so that two concurrent updates cannot both read the old status and
     // the later writer move it backwards (`delivered` over `read`).
     let row = sqlx::query(
-        "SELECT conversation_id, status, COALESCE(status_at, created_at) AS since FROM messages \
+        "SELECT conversation_id, status, COALESCE(status_at, created_at) AS since, private FROM messages \
          WHERE id = $1 FOR UPDATE",
     )
     .bind(message_id)
@@ -226,10 +226,12 @@ async fn set_status_in(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let conversation_id: String = row.try_get("conversation_id")?;
+    let private: bool = row.try_get("private")?;
     let current = parse(row.try_get("status")?, DeliveryStatus::parse, "messages.status")?;
     if !status.advances(current) {
         let timestamp = from_time(row.try_get("since")?);
-        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None };
+        let update =
+            StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None, private };
         return Ok(Some(StatusChange { update, changed: false }));
     }
     sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
@@ -238,7 +240,7 @@ async fn set_status_in(
         .bind(to_time(at)?)
         .execute(conn)
         .await?;
-    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None };
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None, private };
     Ok(Some(StatusChange { update, changed: true }))
 }
 

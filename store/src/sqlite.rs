@@ -200,18 +200,21 @@ async fn set_status_in(
     status: DeliveryStatus,
     at: Timestamp,
 ) -> Result<Option<StatusChange>> {
-    let row =
-        sqlx::query("SELECT conversation_id, status, status_at, created_at FROM messages WHERE id = $1")
-            .bind(message_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT conversation_id, status, status_at, created_at, private FROM messages WHERE id = $1",
+    )
+    .bind(message_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let conversation_id: String = row.try_get("conversation_id")?;
+    let private: bool = row.try_get("private")?;
     let current = parse(row.try_get("status")?, DeliveryStatus::parse, "messages.status")?;
     if !status.advances(current) {
         let since: Option<i64> = row.try_get("status_at")?;
         let timestamp = Timestamp(since.unwrap_or(row.try_get("created_at")?));
-        let update = StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None };
+        let update =
+            StatusUpdate { message_id, conversation_id, status: current, timestamp, error: None, private };
         return Ok(Some(StatusChange { update, changed: false }));
     }
     sqlx::query("UPDATE messages SET status = $2, status_at = $3 WHERE id = $1")
@@ -220,7 +223,7 @@ async fn set_status_in(
         .bind(at.0)
         .execute(&mut *conn)
         .await?;
-    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None };
+    let update = StatusUpdate { message_id, conversation_id, status, timestamp: at, error: None, private };
     Ok(Some(StatusChange { update, changed: true }))
 }
 

@@ -197,7 +197,9 @@ impl Fanout for NativeRooms {
     }
 
     fn status(&self, status: &StatusUpdate) {
-        self.each(&status.conversation_id, false, || Event::new(event::MESSAGE_STATUS, wire::status(status)));
+        self.each(&status.conversation_id, status.private, || {
+            Event::new(event::MESSAGE_STATUS, wire::status(status))
+        });
     }
 
     fn typing(&self, typing: &pb::Typing) {

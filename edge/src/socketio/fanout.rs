@@ -177,7 +177,8 @@ impl Fanout for SocketIoFanout {
 
     fn status(&self, status: &StatusUpdate) {
         let room = chat_room(&status.conversation_id);
-        self.broadcast(room, To::All, OnFull::Disconnect, event::MESSAGE_STATUS, || status);
+        let to = if status.private { To::Staff } else { To::All };
+        self.broadcast(room, to, OnFull::Disconnect, event::MESSAGE_STATUS, || status);
     }
 
     fn typing(&self, typing: &pb::Typing) {

@@ -43,7 +43,7 @@ impl Appender for PgConnection {
             message_columns!(),
             " FROM messages WHERE id = ANY($1) UNION SELECT m.conversation_id, ",
             "m.id, m.seq, m.sender_id, m.sender_role, m.sender_name, m.text, m.client_msg_id, m.source, \
-             m.created_at, m.content \
+             m.created_at, m.content, m.private \
              FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k (conversation_id, sender_id, client_msg_id) \
              CROSS JOIN LATERAL (SELECT * FROM messages WHERE conversation_id = k.conversation_id \
              AND sender_id = k.sender_id AND client_msg_id = k.client_msg_id) m"

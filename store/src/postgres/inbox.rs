@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{PgStore, conversation_from_row, from_time, to_time};
 use crate::Result;
-use crate::inbox::{AgentRecord, Handling};
+use crate::inbox::{AgentRecord, Handling, sql};
 
 impl Handling for PgConnection {
     async fn locked(&mut self, id: &str) -> Result<Option<Conversation>> {
@@ -28,27 +28,16 @@ impl Handling for PgConnection {
         at: Timestamp,
     ) -> Result<()> {
         let at = to_time(at)?;
-        sqlx::query(
-            "UPDATE conversations SET status_changed_at = CASE WHEN status = $2 THEN status_changed_at \
-             ELSE $5 END, status = $2, assignee = $3, assignee_name = $4, updated_at = $5 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(assignee.map(|a| a.id.as_str()))
-        .bind(assignee.map(|a| a.name.as_str()))
-        .bind(at)
-        .execute(&mut *self)
-        .await?;
-        if let Some(agent) = newly_assigned {
-            sqlx::query(
-                "INSERT INTO agents (id, name, last_seen_at, last_assigned_at) VALUES ($1, $2, $3, $3) \
-                 ON CONFLICT (id) DO UPDATE SET last_assigned_at = excluded.last_assigned_at",
-            )
-            .bind(&agent.id)
-            .bind(&agent.name)
+        sqlx::query(sql::WRITE_HANDLING)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(assignee.map(|a| a.id.as_str()))
+            .bind(assignee.map(|a| a.name.as_str()))
             .bind(at)
             .execute(&mut *self)
             .await?;
+        if let Some(agent) = newly_assigned {
+            sqlx::query(sql::ASSIGNED).bind(&agent.id).bind(&agent.name).bind(at).execute(&mut *self).await?;
         }
         Ok(())
     }
@@ -70,25 +59,12 @@ impl PgStore {
     }
 
     pub(super) async fn agent_seen_in(&self, id: &str, name: &str, at: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO agents (id, name, last_seen_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, last_seen_at = excluded.last_seen_at",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(to_time(at)?)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::SEEN).bind(id).bind(name).bind(to_time(at)?).execute(&self.pool).await?;
         Ok(())
     }
 
     pub(super) async fn agents_in(&self) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.name, a.last_assigned_at, (SELECT count(*) FROM conversations c \
-             WHERE c.assignee = a.id AND c.status <> 'closed') AS open_assigned FROM agents a ORDER BY a.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql::AGENTS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let open: i64 = row.try_get("open_assigned")?;

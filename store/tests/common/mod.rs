@@ -686,19 +686,24 @@ pub async fn of_concurrent_claims_exactly_one_wins_and_the_store_agrees(db: Db) 
         }
     }
     assert_eq!(winners.len(), CONVERSATIONS, "every conversation has its one winner");
+    let agents = db.store.agents().await.unwrap();
     for (id, who) in winners {
         let stored = db.other.conversation(&id).await.unwrap().unwrap();
         assert_eq!(stored.assignee, Some(agent(who)));
+        let seen = agents.iter().find(|a| a.id == who);
+        assert!(seen.is_some_and(|a| a.last_assigned_at.0 > 0), "an assignee is an agent seen");
     }
-    let ana = db.store.agents().await.unwrap().into_iter().find(|a| a.id == "ana");
-    assert!(ana.is_some_and(|a| a.last_assigned_at.0 > 0), "an assignee is an agent seen");
 }
 
 pub async fn assignment_opens_a_pending_conversation_and_a_customer_reopens_a_closed_one(db: Db) {
     let store = db.store;
     create(&*store, "c1").await;
-    let pending = store.set_conversation_status("c1", ConversationStatus::Pending, Timestamp(5)).await.unwrap();
-    assert_eq!((pending.previous_status, pending.conversation.status), (ConversationStatus::Open, ConversationStatus::Pending));
+    let pending =
+        store.set_conversation_status("c1", ConversationStatus::Pending, Timestamp(5)).await.unwrap();
+    assert_eq!(
+        (pending.previous_status, pending.conversation.status),
+        (ConversationStatus::Open, ConversationStatus::Pending)
+    );
     let again = store.set_conversation_status("c1", ConversationStatus::Pending, Timestamp(6)).await.unwrap();
     assert!(!again.changed, "the status it has already");
     let claimed = store.assign("c1", Assignment::Claim(agent("ana")), Timestamp(7)).await.unwrap();
@@ -712,14 +717,22 @@ pub async fn assignment_opens_a_pending_conversation_and_a_customer_reopens_a_cl
     store.set_conversation_status("c1", ConversationStatus::Closed, Timestamp(11)).await.unwrap();
     let by_agent = store.append_message(new_message("c1", "bye", None)).await.unwrap();
     assert!(!by_agent.reopened);
-    assert_eq!(by_agent.conversation.status, ConversationStatus::Closed, "an agent's message leaves it closed");
+    assert_eq!(
+        by_agent.conversation.status,
+        ConversationStatus::Closed,
+        "an agent's message leaves it closed"
+    );
     let mut from_customer = new_message("c1", "one more thing", None);
     from_customer.sender = Sender { id: "cust-1".into(), role: Role::Customer, name: "C".into() };
     let reopened = store.append_message(from_customer).await.unwrap();
     assert!(reopened.reopened);
     assert_eq!(reopened.conversation.status, ConversationStatus::Open);
     let stored = db.other.conversation("c1").await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.assignee), (ConversationStatus::Open, Some(agent("bo"))), "assignee kept");
+    assert_eq!(
+        (stored.status, stored.assignee),
+        (ConversationStatus::Open, Some(agent("bo"))),
+        "assignee kept"
+    );
     let unassigned = store.assign("c1", Assignment::Set(None), Timestamp(12)).await.unwrap();
     assert_eq!(unassigned.conversation.assignee, None);
     let missing = store.assign("nope", Assignment::Set(None), Timestamp(13)).await.unwrap_err();
@@ -739,7 +752,8 @@ pub async fn unread_counts_what_came_after_the_read_cursor_but_not_ones_own(db: 
     store.append_message(new_message("c1", "mine", None)).await.unwrap();
     store.assign("c2", Assignment::Claim(agent("agent-1")), Timestamp::now()).await.unwrap();
     let unread = |assignee: Option<AssigneeFilter>| {
-        let filter = InboxFilter { reader: Some("agent-1".into()), assignee, limit: 10, ..Default::default() };
+        let filter =
+            InboxFilter { reader: Some("agent-1".into()), assignee, limit: 10, ..Default::default() };
         let other = db.other.clone();
         async move {
             let listed = other.list_conversations(&filter).await.unwrap();

@@ -258,17 +258,20 @@ for (const [transport, open] of Object.entries(TRANSPORTS)) {
       assert.equal((await stored(other.id)).status, "open");
     });
 
-    it("request_human by a bot, a service or an agent makes it pending", async () => {
-      for (const [role, token] of [
-        ["bot", ctx.server.botToken(uid("bot"))],
-        ["service", ctx.server.serviceToken()],
-        ["agent", ctx.server.agentToken(uid("agent"))],
+    it("request_human by a bot or a service makes it pending; an agent assigns instead (forbidden)", async () => {
+      for (const [caller, token] of [
+        ["a bot", ctx.server.botToken(uid("bot"))],
+        ["a service", ctx.server.serviceToken()],
       ]) {
         const conv = await conversation();
         const call = await open(token);
-        assert.equal(accepted(await call("request_human", { conversation_id: conv.id }), `request_human by a ${role}`).status, "pending");
-        assert.equal((await stored(conv.id)).status, "pending", `GET after a ${role}'s request_human`);
+        assert.equal(accepted(await call("request_human", { conversation_id: conv.id }), `request_human by ${caller}`).status, "pending");
+        assert.equal((await stored(conv.id)).status, "pending", `GET after request_human by ${caller}`);
       }
+      const conv = await conversation();
+      const asAgent = await open(ctx.server.agentToken(uid("agent")));
+      refused(await asAgent("request_human", { conversation_id: conv.id }), "forbidden", "request_human by an agent");
+      assert.equal((await stored(conv.id)).status, "open", "an agent's refused hand-off changes nothing");
     });
 
     it("a customer may not assign, transfer, close or reopen, not even its own conversation", async () => {
@@ -290,9 +293,11 @@ for (const [transport, open] of Object.entries(TRANSPORTS)) {
 
     it("an unknown conversation is not_found; a service with no assignee or a malformed assignee is bad_request", async () => {
       const call = await open(ctx.server.agentToken(uid("agent")));
-      for (const op of Object.keys(HTTP_PATHS)) {
+      for (const op of ["assign_conversation", "close_conversation", "reopen_conversation"]) {
         refused(await call(op, { conversation_id: randomUUID() }), "not_found", `${op} of an unknown conversation`);
       }
+      const asBot = await open(ctx.server.botToken(uid("bot")));
+      refused(await asBot("request_human", { conversation_id: randomUUID() }), "not_found", "request_human of an unknown conversation");
       const conv = await conversation();
       const asService = await open(ctx.server.serviceToken());
       refused(await asService("assign_conversation", { conversation_id: conv.id }), "bad_request", "a service claiming for nobody");
@@ -621,8 +626,8 @@ describe("inbox views", () => {
 
 describe("availability and GET /api/v1/agents", () => {
   /** The agent as GET /api/v1/agents lists it. */
-  async function listed(sub, server = ctx.server) {
-    const res = await server.http("GET", "/api/v1/agents", { token: server.serviceToken() });
+  async function listed(sub) {
+    const res = await ctx.server.http("GET", "/api/v1/agents", { token: ctx.server.serviceToken() });
     assert.equal(res.status, 200, res.text);
     return res.body.agents.find((x) => x.id === sub);
   }
@@ -701,6 +706,22 @@ describe("private notes never reach a customer", () => {
       expectNone(cust, "message:new", { filter: (m) => m.id === n.id, what: "the note" }),
       nativeCust.none("message:new", (m) => m.id === n.id, "the note"),
     ]);
+  });
+
+  it("a note's read receipt reaches staff only; a public message's reaches the customer", async () => {
+    const { conv, cust, staff, bot } = await noteRoom();
+    const n = await note(staff, conv.id, "check the order history first");
+    const reply = await send(staff, conv.id, "Looking into it");
+    expectOk(await ack(bot, "mark_read", { conversation_id: conv.id, message_id: n.id }), "mark_read of the note");
+    const staffSees = await once(staff, "message:status", { filter: (s) => s.message_id === n.id, what: "the note's receipt" });
+    assert.equal(staffSees.status, "read");
+    expectOk(await ack(bot, "mark_read", { conversation_id: conv.id, message_id: reply.id }), "mark_read of the reply");
+    // Receipts of one conversation arrive in order: the reply's comes after the note's would have.
+    const first = await once(cust, "message:status", { what: "the customer's first receipt" });
+    assert.equal(first.message_id, reply.id, "the customer's first receipt is the public reply's, never the note's");
+    const denied = await ack(cust, "mark_read", { conversation_id: conv.id, message_id: n.id });
+    assert.equal(denied.ok, false, "a customer cannot mark a note it never saw");
+    assert.equal(denied.error.code, "not_found");
   });
 
   it("history over HTTP: the customer's token skips notes on both paths, with holes where they are; staff see them in place", async () => {
@@ -929,7 +950,10 @@ describe("auto-assignment (SWITCHBOARD_AUTO_ASSIGN=round_robin)", () => {
     const waiting = await conversation(rr);
     const created = await inboxEvent(watch, waiting.id, () => true, "the waiting conversation");
     assertUnassigned(created, "nobody online");
-    await expectNone(watch, "conversation:updated", { filter: (e) => e?.conversation?.id === waiting.id && "assignee" in e.conversation });
+    await expectNone(watch, "conversation:updated", {
+      filter: (e) => about(waiting.id)(e) && "assignee" in e.conversation,
+      what: "an assignment with nobody online",
+    });
     assertUnassigned(await stored(waiting.id, rr), "GET with nobody online");
     expectOk(await ack(watch, "set_availability", { status: "online" }));
     await onlineAre([x]);

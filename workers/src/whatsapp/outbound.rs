@@ -51,7 +51,8 @@ impl AfterAppend for Forward {
         let conversation = &appended.conversation;
         let message = &appended.message;
         // A private note is for staff: it never reaches the customer's phone.
-        if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp || message.private {
+        if conversation.channel != Channel::Whatsapp || message.source == Source::Whatsapp || message.private
+        {
             return Ok(());
         }
         let to = conversation.customer.phone.clone().unwrap_or_else(|| {
@@ -150,6 +151,8 @@ impl Outbound {
                             status: DeliveryStatus::Sent,
                             timestamp: Timestamp::now(),
                             error: None,
+                            // Notes are never sent.
+                            private: false,
                         };
                         announce(self.bus.as_ref(), Event::MessageStatus(update)).await?;
                     }
@@ -190,6 +193,7 @@ impl Outbound {
                 status: DeliveryStatus::Failed,
                 timestamp: now,
                 error,
+                private: false,
             },
         };
         announce(self.bus.as_ref(), Event::MessageStatus(update)).await?;
