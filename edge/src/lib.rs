@@ -13,7 +13,8 @@
 //!   subscriptions that connections share), [`sockets`] (how many this edge
 //!   holds).
 //! - Then: [`session`] (a connection's state), [`feed`] (ordered, gap-free
-//!   delivery per conversation), [`commands`] (writes, as commands to the
+//!   delivery per conversation), [`pacer`] (agents' inbox updates from new
+//!   messages, paced per socket), [`commands`] (writes, as commands to the
 //!   workers), [`state`] ([`state::EdgeState`], what every handler shares),
 //!   [`writes`] (`send_message` and `set_status`, shared by HTTP and sockets),
 //!   [`agents`] (the agents connected here, announced to the cluster),
@@ -35,6 +36,7 @@ pub mod handling;
 pub mod http;
 pub mod limits;
 pub mod native;
+pub mod pacer;
 pub mod query;
 pub mod relay;
 pub mod rules;
@@ -80,9 +82,9 @@ impl Edge {
     ) -> anyhow::Result<Self> {
         let (layer, io) = socketio::layer(&config.limits);
         let caller = Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;
-        let native = Arc::new(NativeRooms::default());
+        let native = NativeRooms::start();
         let fanout: Arc<dyn Fanout> =
-            Arc::new(Fanouts(vec![Arc::new(SocketIoFanout { io: io.clone() }), native.clone()]));
+            Arc::new(Fanouts(vec![SocketIoFanout::start(io.clone()), native.clone()]));
         let feeds = Feeds::new(
             bus.clone(),
             store.clone(),

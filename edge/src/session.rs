@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use switchboard_proto::model::{Assignee, Conversation, ConversationStatus};
 
@@ -93,6 +93,9 @@ pub struct Session {
     max_joins: usize,
     /// An [`InboxView`], by its place in `InboxView::NAMES`.
     inbox_view: AtomicU8,
+    /// The last activity update this socket was sent (see [`crate::pacer`]).
+    inbox_cursor: AtomicU64,
+    connected_at: std::time::Instant,
 }
 
 /// The conversations a connection is in; closed once it has gone, so a join
@@ -117,7 +120,22 @@ impl Session {
             seen_bot_replies: Mutex::default(),
             max_joins: limits.max_joins,
             inbox_view: AtomicU8::new(0),
+            inbox_cursor: AtomicU64::new(u64::MAX),
+            connected_at: std::time::Instant::now(),
         }
+    }
+
+    /// Where this socket is in the activity log; the first time, `start`
+    /// says where, from when the socket connected.
+    pub fn inbox_cursor(&self, start: impl FnOnce(std::time::Instant) -> u64) -> u64 {
+        match self.inbox_cursor.load(Ordering::Relaxed) {
+            u64::MAX => start(self.connected_at),
+            cursor => cursor,
+        }
+    }
+
+    pub fn set_inbox_cursor(&self, cursor: u64) {
+        self.inbox_cursor.store(cursor, Ordering::Relaxed);
     }
 
     pub fn inbox_view(&self) -> InboxView {

@@ -14,6 +14,7 @@ use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::feed::{Fanout, InboxEvent, OnFull};
+use crate::pacer::{Pacer, TICK};
 use crate::session::Session;
 use crate::wire::{self, event};
 
@@ -117,9 +118,45 @@ pub struct NativeRooms {
     conversations: Mutex<HashMap<String, HashMap<String, Member>>>,
     /// Agents' connections, with their sessions (their inbox views).
     agents: Mutex<HashMap<String, (Outbox, Arc<Session>)>>,
+    activity: Pacer<Arc<Event>>,
 }
 
 impl NativeRooms {
+    /// Starts the task that paces agents' activity updates; it ends with the
+    /// last reference to what this returns.
+    pub fn start() -> Arc<Self> {
+        let rooms = Arc::new(Self::default());
+        let weak = Arc::downgrade(&rooms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rooms) = weak.upgrade() else { return };
+                rooms.send_activity();
+            }
+        });
+        rooms
+    }
+
+    /// Sends each agent connection its next activity updates.
+    fn send_activity(&self) {
+        let agents: Vec<(Outbox, Arc<Session>)> =
+            self.agents.lock().expect("rooms lock").values().cloned().collect();
+        for (outbox, session) in agents {
+            let cursor = session.inbox_cursor(|since| self.activity.start(since));
+            let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
+            session.set_inbox_cursor(cursor);
+            for item in items {
+                let event = item.payload.get_or_init(|| {
+                    Event::new(event::CONVERSATION_UPDATED, wire::conversation(&item.conversation))
+                });
+                // Advisory, and the next one corrects it: never worth a disconnect.
+                outbox.share(event, OnFull::Skip);
+            }
+        }
+    }
+
     pub fn connect(&self, id: &str, outbox: &Outbox, session: &Arc<Session>) {
         self.connections.lock().expect("rooms lock").insert(id.to_owned(), outbox.clone());
         if session.identity.role == Role::Agent {
@@ -212,6 +249,11 @@ impl Fanout for NativeRooms {
     }
 
     fn inbox(&self, inbox: &InboxEvent<'_>) {
+        if let InboxEvent::Updated(change) = inbox
+            && !change.is_handling()
+        {
+            return self.activity.push(change.conversation.clone());
+        }
         let conversation = inbox.conversation();
         let staff = OnceLock::new();
         let staff = || staff.get_or_init(|| Event::new(inbox.name(), wire::conversation(conversation)));

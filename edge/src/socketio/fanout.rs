@@ -6,7 +6,10 @@
 //! recovers with `since_offset`.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use serde_json::value::RawValue;
 
 use serde::Serialize;
 use socketioxide::extract::SocketRef;
@@ -16,6 +19,7 @@ use switchboard_proto::pb;
 
 use super::session::session_of;
 use crate::feed::{Fanout, InboxEvent, OnFull};
+use crate::pacer::{Pacer, TICK};
 use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
@@ -33,7 +37,8 @@ pub fn phone_room(phone: &str) -> String {
 }
 
 pub struct SocketIoFanout {
-    pub io: SocketIo,
+    io: SocketIo,
+    activity: Pacer<Box<RawValue>>,
 }
 
 /// Emits to one socket; a full queue disconnects it. Answers whether it was sent.
@@ -99,6 +104,16 @@ async fn disconnect_when_drained(socket: SocketRef) {
     }
 }
 
+async fn pace(fanout: Weak<SocketIoFanout>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(fanout) = fanout.upgrade() else { return };
+        fanout.send_activity();
+    }
+}
+
 /// The local sockets in a room. Empty once the server closed its namespace
 /// while draining (`io.to` would panic then).
 pub fn sockets_in(io: &SocketIo, room: String) -> Vec<SocketRef> {
@@ -127,7 +142,7 @@ impl To<'_> {
 /// A payload serialised at most once, by the first socket that needs it.
 struct Once<F> {
     make: Option<F>,
-    payload: Option<Box<serde_json::value::RawValue>>,
+    payload: Option<Box<RawValue>>,
 }
 
 impl<T: Serialize, F: FnOnce() -> T> Once<F> {
@@ -135,7 +150,7 @@ impl<T: Serialize, F: FnOnce() -> T> Once<F> {
         Self { make: Some(make), payload: None }
     }
 
-    fn get(&mut self) -> Option<&serde_json::value::RawValue> {
+    fn get(&mut self) -> Option<&RawValue> {
         if let Some(make) = self.make.take() {
             self.payload = serde_json::value::to_raw_value(&make()).ok();
         }
@@ -144,6 +159,32 @@ impl<T: Serialize, F: FnOnce() -> T> Once<F> {
 }
 
 impl SocketIoFanout {
+    /// Starts the task that paces agents' activity updates; it ends with the
+    /// last reference to what this returns.
+    pub fn start(io: SocketIo) -> Arc<Self> {
+        let fanout = Arc::new(Self { io, activity: Pacer::default() });
+        tokio::spawn(pace(Arc::downgrade(&fanout)));
+        fanout
+    }
+
+    /// Sends each agent socket its next activity updates.
+    fn send_activity(&self) {
+        for socket in sockets_in(&self.io, AGENTS_ROOM.into()) {
+            let Some(session) = session_of(&socket) else { continue };
+            let cursor = session.inbox_cursor(|since| self.activity.start(since));
+            let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
+            session.set_inbox_cursor(cursor);
+            for item in items {
+                let payload = item.payload.get_or_init(|| {
+                    let data = wire::conversation(&item.conversation);
+                    serde_json::value::to_raw_value(&data).unwrap_or_else(|_| RawValue::NULL.to_owned())
+                });
+                // Advisory, and the next one corrects it: never worth a disconnect.
+                emit_or(&socket, event::CONVERSATION_UPDATED, payload, OnFull::Skip);
+            }
+        }
+    }
+
     /// Emits `data` to the sockets in `room` that `to` keeps, serialised
     /// once rather than once per socket, and only when one is kept: most
     /// events reach sockets of one transport, or one style, only.
@@ -188,6 +229,11 @@ impl Fanout for SocketIoFanout {
     }
 
     fn inbox(&self, inbox: &InboxEvent<'_>) {
+        if let InboxEvent::Updated(change) = inbox
+            && !change.is_handling()
+        {
+            return self.activity.push(change.conversation.clone());
+        }
         let conversation = inbox.conversation();
         let mut staff = Once::new(|| wire::conversation(conversation));
         let mut reached = HashSet::new();

@@ -1,0 +1,214 @@
+//! Inbox updates caused by new messages ("activity"), paced per agent socket.
+//!
+//! The workers already send at most one a second per conversation. With a
+//! thousand busy conversations that is still a thousand a second, to every
+//! agent socket whose view holds them: three thousand agents would need three
+//! million writes a second, and the messages they share a queue with would
+//! wait behind them. So the edge keeps only each conversation's newest state,
+//! in the order they changed, per view (`all`, `unassigned`, each agent's
+//! `mine`), and each socket is sent from its view's log at most
+//! [`PER_TICK`] every [`TICK`], from where it left off: a socket that cannot
+//! take them all gets every conversation in turn, each at its newest, and
+//! never more than one a second per conversation. Encoded once per edge and
+//! transport (`P`), shared by every socket it goes to. Changes of status or
+//! assignee do not come through here: they go at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use switchboard_proto::model::Conversation;
+
+use crate::session::InboxView;
+
+/// How often sockets are sent what they have not had yet.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Activity updates one socket is sent per tick at most (twenty a second).
+pub const PER_TICK: usize = 2;
+/// Conversations each log remembers; the oldest beyond are forgotten (a
+/// socket that far behind skips them: its list's next reload has them).
+const REMEMBERED: usize = 20_000;
+
+/// One conversation's newest state, and its encoding for one transport.
+pub struct Item<P> {
+    pub version: u64,
+    pushed: Instant,
+    pub conversation: Conversation,
+    pub payload: OnceLock<P>,
+}
+
+struct Log<P> {
+    items: BTreeMap<u64, Arc<Item<P>>>,
+}
+
+impl<P> Default for Log<P> {
+    fn default() -> Self {
+        Self { items: BTreeMap::new() }
+    }
+}
+
+impl<P> Log<P> {
+    fn insert(&mut self, item: Arc<Item<P>>) {
+        self.items.insert(item.version, item);
+        while self.items.len() > REMEMBERED {
+            self.items.pop_first();
+        }
+    }
+
+    fn after(&self, cursor: u64, max: usize) -> Vec<Arc<Item<P>>> {
+        self.items.range(cursor + 1..).take(max).map(|(_, item)| item.clone()).collect()
+    }
+}
+
+/// Which logs a conversation's newest item is in.
+struct Placed {
+    version: u64,
+    unassigned: bool,
+    mine: Option<String>,
+}
+
+pub struct Pacer<P> {
+    state: Mutex<State<P>>,
+}
+
+struct State<P> {
+    version: u64,
+    all: Log<P>,
+    unassigned: Log<P>,
+    mine: HashMap<String, Log<P>>,
+    placed: HashMap<String, Placed>,
+}
+
+impl<P> Default for Pacer<P> {
+    fn default() -> Self {
+        let state = State {
+            version: 0,
+            all: Log::default(),
+            unassigned: Log::default(),
+            mine: HashMap::new(),
+            placed: HashMap::new(),
+        };
+        Self { state: Mutex::new(state) }
+    }
+}
+
+impl<P> Pacer<P> {
+    /// Where a socket connected at `since` starts: after what was logged
+    /// before it came (versions grow with time, in every log).
+    pub fn start(&self, since: Instant) -> u64 {
+        let state = self.state.lock().expect("pacer lock");
+        state.all.items.values().rev().find(|item| item.pushed < since).map_or(0, |item| item.version)
+    }
+
+    /// The conversation's newest state, replacing what was logged of it.
+    pub fn push(&self, conversation: Conversation) {
+        let mut state = self.state.lock().expect("pacer lock");
+        state.version += 1;
+        let version = state.version;
+        if let Some(old) = state.placed.remove(&conversation.id) {
+            state.all.items.remove(&old.version);
+            if old.unassigned {
+                state.unassigned.items.remove(&old.version);
+            }
+            if let Some(agent) = old.mine
+                && let Some(log) = state.mine.get_mut(&agent)
+            {
+                log.items.remove(&old.version);
+                if log.items.is_empty() {
+                    state.mine.remove(&agent);
+                }
+            }
+        }
+        let unassigned = InboxView::Unassigned.shows_conversation(&conversation, "");
+        let mine = conversation
+            .assignee
+            .as_ref()
+            .filter(|a| InboxView::Mine.shows_conversation(&conversation, &a.id))
+            .map(|a| a.id.clone());
+        let id = conversation.id.clone();
+        let item = Arc::new(Item { version, pushed: Instant::now(), conversation, payload: OnceLock::new() });
+        state.all.insert(item.clone());
+        if unassigned {
+            state.unassigned.insert(item.clone());
+        }
+        if let Some(agent) = &mine {
+            state.mine.entry(agent.clone()).or_default().insert(item);
+        }
+        state.placed.insert(id, Placed { version, unassigned, mine });
+        // Forgotten by every log: forgotten here too.
+        if state.placed.len() > REMEMBERED {
+            let oldest = state.all.items.keys().next().copied().unwrap_or(0);
+            state.placed.retain(|_, p| p.version >= oldest);
+        }
+    }
+
+    /// What a socket of `me` in `view` is sent next after `cursor`, at most
+    /// [`PER_TICK`], and the cursor to keep.
+    pub fn next(&self, view: InboxView, me: &str, cursor: u64) -> (Vec<Arc<Item<P>>>, u64) {
+        let state = self.state.lock().expect("pacer lock");
+        let items = match view {
+            InboxView::All => state.all.after(cursor, PER_TICK),
+            InboxView::Unassigned => state.unassigned.after(cursor, PER_TICK),
+            InboxView::Mine => state.mine.get(me).map(|log| log.after(cursor, PER_TICK)).unwrap_or_default(),
+            InboxView::None => Vec::new(),
+        };
+        // A socket with nothing left waits at the head, not at its last item.
+        let cursor =
+            if items.len() < PER_TICK { state.version } else { items.last().map_or(cursor, |i| i.version) };
+        (items, cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_proto::model::{Assignee, Channel, ConversationStatus, Customer, Timestamp};
+
+    fn conversation(id: &str, assignee: Option<&str>) -> Conversation {
+        Conversation {
+            id: id.into(),
+            channel: Channel::Web,
+            status: ConversationStatus::Open,
+            customer: Customer { id: "c".into(), name: "C".into(), phone: None },
+            assignee: assignee.map(|a| Assignee { id: a.into(), name: a.into() }),
+            last_message: None,
+            unread: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    fn ids(items: &[Arc<Item<()>>]) -> Vec<&str> {
+        items.iter().map(|i| i.conversation.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_socket_gets_each_conversation_at_its_newest_in_turn_a_few_at_a_time() {
+        let pacer = Pacer::<()>::default();
+        pacer.push(conversation("before", None));
+        let start = pacer.start(Instant::now());
+        for id in ["a", "b", "c", "a"] {
+            pacer.push(conversation(id, None));
+        }
+        let (first, cursor) = pacer.next(InboxView::All, "me", start);
+        assert_eq!(ids(&first), ["b", "c"], "a's first state was replaced by its newest, which comes last");
+        let (second, cursor) = pacer.next(InboxView::All, "me", cursor);
+        assert_eq!(ids(&second), ["a"]);
+        assert!(pacer.next(InboxView::All, "me", cursor).0.is_empty(), "nothing twice");
+    }
+
+    #[test]
+    fn each_view_reads_its_own_log() {
+        let pacer = Pacer::<()>::default();
+        pacer.push(conversation("x", Some("ana")));
+        pacer.push(conversation("y", None));
+        assert_eq!(ids(&pacer.next(InboxView::Mine, "ana", 0).0), ["x"]);
+        assert!(pacer.next(InboxView::Mine, "bo", 0).0.is_empty());
+        assert_eq!(ids(&pacer.next(InboxView::Unassigned, "bo", 0).0), ["y"]);
+        assert!(pacer.next(InboxView::None, "ana", 0).0.is_empty());
+        // x is claimed away from ana: her log no longer has it.
+        pacer.push(conversation("x", Some("bo")));
+        assert!(pacer.next(InboxView::Mine, "ana", 0).0.is_empty());
+        assert_eq!(ids(&pacer.next(InboxView::Mine, "bo", 0).0), ["x"]);
+    }
+}
