@@ -23,8 +23,12 @@ use crate::session::InboxView;
 
 /// How often sockets are sent what they have not had yet.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Activity updates one socket is sent per tick at most (twenty a second).
-pub const PER_TICK: usize = 2;
+/// Activity updates one socket is sent per tick at most (ten a second: an
+/// inbox list shows tens of rows, and every conversation still comes round).
+pub const PER_TICK: usize = 1;
+/// Sockets served before the pacing task yields: a round over thousands of
+/// agents must not hold a thread that message deliveries are waiting for.
+pub const CHUNK: usize = 64;
 /// Conversations each log remembers; the oldest beyond are forgotten (a
 /// socket that far behind skips them: its list's next reload has them).
 const REMEMBERED: usize = 20_000;
@@ -191,9 +195,11 @@ mod tests {
             pacer.push(conversation(id, None));
         }
         let (first, cursor) = pacer.next(InboxView::All, "me", start);
-        assert_eq!(ids(&first), ["b", "c"], "a's first state was replaced by its newest, which comes last");
+        assert_eq!(ids(&first), ["b"], "a's first state was replaced by its newest, which comes last");
         let (second, cursor) = pacer.next(InboxView::All, "me", cursor);
-        assert_eq!(ids(&second), ["a"]);
+        assert_eq!(ids(&second), ["c"]);
+        let (third, cursor) = pacer.next(InboxView::All, "me", cursor);
+        assert_eq!(ids(&third), ["a"]);
         assert!(pacer.next(InboxView::All, "me", cursor).0.is_empty(), "nothing twice");
     }
 

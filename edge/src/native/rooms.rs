@@ -14,7 +14,7 @@ use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::feed::{Fanout, InboxEvent, OnFull};
-use crate::pacer::{Pacer, TICK};
+use crate::pacer::{CHUNK, Pacer, TICK};
 use crate::session::Session;
 use crate::wire::{self, event};
 
@@ -133,27 +133,28 @@ impl NativeRooms {
             loop {
                 tick.tick().await;
                 let Some(rooms) = weak.upgrade() else { return };
-                rooms.send_activity();
+                let agents: Vec<(Outbox, Arc<Session>)> =
+                    rooms.agents.lock().expect("rooms lock").values().cloned().collect();
+                for agents in agents.chunks(CHUNK) {
+                    agents.iter().for_each(|(outbox, session)| rooms.send_activity(outbox, session));
+                    tokio::task::yield_now().await;
+                }
             }
         });
         rooms
     }
 
-    /// Sends each agent connection its next activity updates.
-    fn send_activity(&self) {
-        let agents: Vec<(Outbox, Arc<Session>)> =
-            self.agents.lock().expect("rooms lock").values().cloned().collect();
-        for (outbox, session) in agents {
-            let cursor = session.inbox_cursor(|since| self.activity.start(since));
-            let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
-            session.set_inbox_cursor(cursor);
-            for item in items {
-                let event = item.payload.get_or_init(|| {
-                    Event::new(event::CONVERSATION_UPDATED, wire::conversation(&item.conversation))
-                });
-                // Advisory, and the next one corrects it: never worth a disconnect.
-                outbox.share(event, OnFull::Skip);
-            }
+    /// Sends an agent connection its next activity updates.
+    fn send_activity(&self, outbox: &Outbox, session: &Session) {
+        let cursor = session.inbox_cursor(|since| self.activity.start(since));
+        let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
+        session.set_inbox_cursor(cursor);
+        for item in items {
+            let event = item.payload.get_or_init(|| {
+                Event::new(event::CONVERSATION_UPDATED, wire::conversation(&item.conversation))
+            });
+            // Advisory, and the next one corrects it: never worth a disconnect.
+            outbox.share(event, OnFull::Skip);
         }
     }
 

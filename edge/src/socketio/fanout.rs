@@ -19,7 +19,7 @@ use switchboard_proto::pb;
 
 use super::session::session_of;
 use crate::feed::{Fanout, InboxEvent, OnFull};
-use crate::pacer::{Pacer, TICK};
+use crate::pacer::{CHUNK, Pacer, TICK};
 use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
@@ -110,7 +110,10 @@ async fn pace(fanout: Weak<SocketIoFanout>) {
     loop {
         tick.tick().await;
         let Some(fanout) = fanout.upgrade() else { return };
-        fanout.send_activity();
+        for sockets in sockets_in(&fanout.io, AGENTS_ROOM.into()).chunks(CHUNK) {
+            sockets.iter().for_each(|socket| fanout.send_activity(socket));
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -167,21 +170,19 @@ impl SocketIoFanout {
         fanout
     }
 
-    /// Sends each agent socket its next activity updates.
-    fn send_activity(&self) {
-        for socket in sockets_in(&self.io, AGENTS_ROOM.into()) {
-            let Some(session) = session_of(&socket) else { continue };
-            let cursor = session.inbox_cursor(|since| self.activity.start(since));
-            let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
-            session.set_inbox_cursor(cursor);
-            for item in items {
-                let payload = item.payload.get_or_init(|| {
-                    let data = wire::conversation(&item.conversation);
-                    serde_json::value::to_raw_value(&data).unwrap_or_else(|_| RawValue::NULL.to_owned())
-                });
-                // Advisory, and the next one corrects it: never worth a disconnect.
-                emit_or(&socket, event::CONVERSATION_UPDATED, payload, OnFull::Skip);
-            }
+    /// Sends an agent socket its next activity updates.
+    fn send_activity(&self, socket: &SocketRef) {
+        let Some(session) = session_of(socket) else { return };
+        let cursor = session.inbox_cursor(|since| self.activity.start(since));
+        let (items, cursor) = self.activity.next(session.inbox_view(), &session.identity.user_id, cursor);
+        session.set_inbox_cursor(cursor);
+        for item in items {
+            let payload = item.payload.get_or_init(|| {
+                let data = wire::conversation(&item.conversation);
+                serde_json::value::to_raw_value(&data).unwrap_or_else(|_| RawValue::NULL.to_owned())
+            });
+            // Advisory, and the next one corrects it: never worth a disconnect.
+            emit_or(socket, event::CONVERSATION_UPDATED, payload, OnFull::Skip);
         }
     }
 
