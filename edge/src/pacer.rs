@@ -7,7 +7,7 @@
 //! wait behind them. So the edge keeps only each conversation's newest state,
 //! in the order they changed, per view (`all`, `unassigned`, each agent's
 //! `mine`), and each socket is sent from its view's log at most
-//! [`PER_TICK`] every [`TICK`], from where it left off: a socket that cannot
+//! [`PER_TICK`] every [`TICK`], together, from where it left off: a socket that cannot
 //! take them all gets every conversation in turn, each at its newest, and
 //! never more than one a second per conversation. Encoded once per edge and
 //! transport (`P`), shared by every socket it goes to. Changes of status or
@@ -21,14 +21,35 @@ use switchboard_proto::model::Conversation;
 
 use crate::session::InboxView;
 
-/// How often sockets are sent what they have not had yet.
-pub const TICK: Duration = Duration::from_millis(100);
+/// How often sockets are sent what they have not had yet. Each socket's
+/// share of a round goes out together, in one write: the writes, not the
+/// updates, are what a round costs (a system call and a trip through the
+/// network stack each).
+pub const TICK: Duration = Duration::from_millis(500);
 /// Activity updates one socket is sent per tick at most (ten a second: an
 /// inbox list shows tens of rows, and every conversation still comes round).
-pub const PER_TICK: usize = 1;
+pub const PER_TICK: usize = 5;
 /// Sockets served before the pacing task yields: a round over thousands of
 /// agents must not hold a thread that message deliveries are waiting for.
 pub const CHUNK: usize = 64;
+/// A round is spread over this many steps, each serving the sockets of one
+/// slot, so the writes do not all land in one burst.
+const SLOTS: u64 = 5;
+
+/// The rounds' steps: every `TICK / SLOTS`, the slot whose sockets are served now.
+pub fn steps() -> impl futures_util::Stream<Item = u64> {
+    let mut step = tokio::time::interval(TICK / SLOTS as u32);
+    step.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures_util::stream::unfold((step, 0u64), |(mut step, n)| async move {
+        step.tick().await;
+        Some((n % SLOTS, (step, n + 1)))
+    })
+}
+
+/// A connection's slot, from its id: the same in every round.
+pub fn slot(id: &str) -> u64 {
+    id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % SLOTS
+}
 /// Conversations each log remembers; the oldest beyond are forgotten (a
 /// socket that far behind skips them: its list's next reload has them).
 const REMEMBERED: usize = 20_000;
@@ -190,17 +211,23 @@ mod tests {
     fn a_socket_gets_each_conversation_at_its_newest_in_turn_a_few_at_a_time() {
         let pacer = Pacer::<()>::default();
         pacer.push(conversation("before", None));
-        let start = pacer.start(Instant::now());
-        for id in ["a", "b", "c", "a"] {
+        let mut cursor = pacer.start(Instant::now());
+        let pushed = ["a", "b", "c", "d", "e", "f", "a"];
+        for id in pushed {
             pacer.push(conversation(id, None));
         }
-        let (first, cursor) = pacer.next(InboxView::All, "me", start);
-        assert_eq!(ids(&first), ["b"], "a's first state was replaced by its newest, which comes last");
-        let (second, cursor) = pacer.next(InboxView::All, "me", cursor);
-        assert_eq!(ids(&second), ["c"]);
-        let (third, cursor) = pacer.next(InboxView::All, "me", cursor);
-        assert_eq!(ids(&third), ["a"]);
-        assert!(pacer.next(InboxView::All, "me", cursor).0.is_empty(), "nothing twice");
+        let mut got = Vec::new();
+        loop {
+            let (items, next) = pacer.next(InboxView::All, "me", cursor);
+            assert!(items.len() <= PER_TICK, "a few at a time");
+            if items.is_empty() {
+                break;
+            }
+            got.extend(ids(&items).into_iter().map(str::to_owned));
+            cursor = next;
+        }
+        // a's first state was replaced by its newest, which comes last; nothing twice.
+        assert_eq!(got, ["b", "c", "d", "e", "f", "a"]);
     }
 
     #[test]

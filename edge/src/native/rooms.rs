@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Message as WsMessage;
+use futures_util::StreamExt;
 
 use serde_json::Value;
 use switchboard_proto::model::{Message, Role, StatusUpdate};
@@ -14,7 +15,7 @@ use switchboard_proto::pb;
 use tokio::sync::{Notify, mpsc};
 
 use crate::feed::{Fanout, InboxEvent, OnFull};
-use crate::pacer::{CHUNK, Pacer, TICK};
+use crate::pacer::{CHUNK, Pacer, slot, steps};
 use crate::session::Session;
 use crate::wire::{self, event};
 
@@ -128,13 +129,13 @@ impl NativeRooms {
         let rooms = Arc::new(Self::default());
         let weak = Arc::downgrade(&rooms);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+            let mut steps = std::pin::pin!(steps());
+            while let Some(now) = steps.next().await {
                 let Some(rooms) = weak.upgrade() else { return };
-                let agents: Vec<(Outbox, Arc<Session>)> =
-                    rooms.agents.lock().expect("rooms lock").values().cloned().collect();
+                let agents: Vec<(Outbox, Arc<Session>)> = {
+                    let agents = rooms.agents.lock().expect("rooms lock");
+                    agents.iter().filter(|(id, _)| slot(id) == now).map(|(_, agent)| agent.clone()).collect()
+                };
                 for agents in agents.chunks(CHUNK) {
                     agents.iter().for_each(|(outbox, session)| rooms.send_activity(outbox, session));
                     tokio::task::yield_now().await;

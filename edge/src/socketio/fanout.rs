@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::value::RawValue;
 
 use serde::Serialize;
@@ -19,7 +20,7 @@ use switchboard_proto::pb;
 
 use super::session::session_of;
 use crate::feed::{Fanout, InboxEvent, OnFull};
-use crate::pacer::{CHUNK, Pacer, TICK};
+use crate::pacer::{CHUNK, Pacer, slot, steps};
 use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
@@ -105,12 +106,12 @@ async fn disconnect_when_drained(socket: SocketRef) {
 }
 
 async fn pace(fanout: Weak<SocketIoFanout>) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    let mut steps = std::pin::pin!(steps());
+    while let Some(now) = steps.next().await {
         let Some(fanout) = fanout.upgrade() else { return };
-        for sockets in sockets_in(&fanout.io, AGENTS_ROOM.into()).chunks(CHUNK) {
+        let mut sockets = sockets_in(&fanout.io, AGENTS_ROOM.into());
+        sockets.retain(|socket| slot(socket.id.as_str()) == now);
+        for sockets in sockets.chunks(CHUNK) {
             sockets.iter().for_each(|socket| fanout.send_activity(socket));
             tokio::task::yield_now().await;
         }
