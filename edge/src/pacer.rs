@@ -62,27 +62,11 @@ pub struct Item<P> {
     pub payload: OnceLock<P>,
 }
 
-struct Log<P> {
-    items: BTreeMap<u64, Arc<Item<P>>>,
-}
+/// One view's items, by version.
+type Log<P> = BTreeMap<u64, Arc<Item<P>>>;
 
-impl<P> Default for Log<P> {
-    fn default() -> Self {
-        Self { items: BTreeMap::new() }
-    }
-}
-
-impl<P> Log<P> {
-    fn insert(&mut self, item: Arc<Item<P>>) {
-        self.items.insert(item.version, item);
-        while self.items.len() > REMEMBERED {
-            self.items.pop_first();
-        }
-    }
-
-    fn after(&self, cursor: u64, max: usize) -> Vec<Arc<Item<P>>> {
-        self.items.range(cursor + 1..).take(max).map(|(_, item)| item.clone()).collect()
-    }
+fn after<P>(log: &Log<P>, cursor: u64) -> Vec<Arc<Item<P>>> {
+    log.range(cursor + 1..).take(PER_TICK).map(|(_, item)| item.clone()).collect()
 }
 
 /// Which logs a conversation's newest item is in.
@@ -108,8 +92,8 @@ impl<P> Default for Pacer<P> {
     fn default() -> Self {
         let state = State {
             version: 0,
-            all: Log::default(),
-            unassigned: Log::default(),
+            all: Log::new(),
+            unassigned: Log::new(),
             mine: HashMap::new(),
             placed: HashMap::new(),
         };
@@ -122,28 +106,15 @@ impl<P> Pacer<P> {
     /// before it came (versions grow with time, in every log).
     pub fn start(&self, since: Instant) -> u64 {
         let state = self.state.lock().expect("pacer lock");
-        state.all.items.values().rev().find(|item| item.pushed < since).map_or(0, |item| item.version)
+        state.all.values().rev().find(|item| item.pushed < since).map_or(0, |item| item.version)
     }
 
     /// The conversation's newest state, replacing what was logged of it.
     pub fn push(&self, conversation: Conversation) {
         let mut state = self.state.lock().expect("pacer lock");
+        state.forget(&conversation.id);
         state.version += 1;
         let version = state.version;
-        if let Some(old) = state.placed.remove(&conversation.id) {
-            state.all.items.remove(&old.version);
-            if old.unassigned {
-                state.unassigned.items.remove(&old.version);
-            }
-            if let Some(agent) = old.mine
-                && let Some(log) = state.mine.get_mut(&agent)
-            {
-                log.items.remove(&old.version);
-                if log.items.is_empty() {
-                    state.mine.remove(&agent);
-                }
-            }
-        }
         let unassigned = InboxView::Unassigned.shows_conversation(&conversation, "");
         let mine = conversation
             .assignee
@@ -152,18 +123,19 @@ impl<P> Pacer<P> {
             .map(|a| a.id.clone());
         let id = conversation.id.clone();
         let item = Arc::new(Item { version, pushed: Instant::now(), conversation, payload: OnceLock::new() });
-        state.all.insert(item.clone());
+        state.all.insert(version, item.clone());
         if unassigned {
-            state.unassigned.insert(item.clone());
+            state.unassigned.insert(version, item.clone());
         }
         if let Some(agent) = &mine {
-            state.mine.entry(agent.clone()).or_default().insert(item);
+            state.mine.entry(agent.clone()).or_default().insert(version, item);
         }
         state.placed.insert(id, Placed { version, unassigned, mine });
-        // Forgotten by every log: forgotten here too.
-        if state.placed.len() > REMEMBERED {
-            let oldest = state.all.items.keys().next().copied().unwrap_or(0);
-            state.placed.retain(|_, p| p.version >= oldest);
+        // Every other log holds a subset of `all`: bounding it bounds them.
+        while state.all.len() > REMEMBERED {
+            let Some((_, oldest)) = state.all.first_key_value() else { break };
+            let id = oldest.conversation.id.clone();
+            state.forget(&id);
         }
     }
 
@@ -172,15 +144,34 @@ impl<P> Pacer<P> {
     pub fn next(&self, view: InboxView, me: &str, cursor: u64) -> (Vec<Arc<Item<P>>>, u64) {
         let state = self.state.lock().expect("pacer lock");
         let items = match view {
-            InboxView::All => state.all.after(cursor, PER_TICK),
-            InboxView::Unassigned => state.unassigned.after(cursor, PER_TICK),
-            InboxView::Mine => state.mine.get(me).map(|log| log.after(cursor, PER_TICK)).unwrap_or_default(),
+            InboxView::All => after(&state.all, cursor),
+            InboxView::Unassigned => after(&state.unassigned, cursor),
+            InboxView::Mine => state.mine.get(me).map(|log| after(log, cursor)).unwrap_or_default(),
             InboxView::None => Vec::new(),
         };
         // A socket with nothing left waits at the head, not at its last item.
         let cursor =
             if items.len() < PER_TICK { state.version } else { items.last().map_or(cursor, |i| i.version) };
         (items, cursor)
+    }
+}
+
+impl<P> State<P> {
+    /// Takes a conversation's item out of every log it is in.
+    fn forget(&mut self, id: &str) {
+        let Some(old) = self.placed.remove(id) else { return };
+        self.all.remove(&old.version);
+        if old.unassigned {
+            self.unassigned.remove(&old.version);
+        }
+        if let Some(agent) = old.mine
+            && let Some(log) = self.mine.get_mut(&agent)
+        {
+            log.remove(&old.version);
+            if log.is_empty() {
+                self.mine.remove(&agent);
+            }
+        }
     }
 }
 

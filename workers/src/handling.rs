@@ -14,6 +14,10 @@ use switchboard_store::{Assignment, Handled, StoreError};
 
 use crate::persist::{Failure, Persist, result};
 
+fn answer(changed: bool, conversation: &Conversation) -> pb::CommandResult {
+    result(changed, command_result::Outcome::Conversation(conversation.into()))
+}
+
 impl Persist {
     pub(crate) async fn assign(&self, assign: pb::Assign) -> Result<pb::CommandResult, Failure> {
         let by: Sender = assign.by.ok_or(Malformed("by"))?.try_into()?;
@@ -30,7 +34,8 @@ impl Persist {
             Err(StoreError::Conflict(why)) => return Err(Failure::Refused("conflict", why)),
             handled => handled?,
         };
-        self.tell(handled).await
+        let (conversation, changed) = self.tell(handled).await?;
+        Ok(answer(changed, &conversation))
     }
 
     pub(crate) async fn set_conversation_status(
@@ -40,14 +45,11 @@ impl Persist {
         let status = ConversationStatus::parse(&set.status).ok_or(Malformed("status"))?;
         let handled =
             self.store.set_conversation_status(&set.conversation_id, status, Timestamp(set.at_ms)).await?;
-        let pending = handled.changed && status == ConversationStatus::Pending;
-        let mut answer = self.tell(handled).await?;
-        if pending && let Some(command_result::Outcome::Conversation(c)) = &answer.outcome {
-            let conversation: Conversation = c.clone().try_into()?;
-            let assigned = self.auto_assign(conversation).await?;
-            answer.outcome = Some(command_result::Outcome::Conversation((&assigned).into()));
+        let (mut conversation, changed) = self.tell(handled).await?;
+        if changed && status == ConversationStatus::Pending {
+            conversation = self.auto_assign(conversation).await?;
         }
-        Ok(answer)
+        Ok(answer(changed, &conversation))
     }
 
     pub(crate) async fn agent_seen(&self, seen: pb::AgentSeen) -> Result<pb::CommandResult, Failure> {
@@ -56,15 +58,15 @@ impl Persist {
     }
 
     /// Publishes a change (a redelivered command that changes nothing again
-    /// publishes nothing) and answers the conversation as it now is.
-    async fn tell(&self, handled: Handled) -> Result<pb::CommandResult, Failure> {
+    /// publishes nothing); answers the conversation as it now is, and whether it changed.
+    async fn tell(&self, handled: Handled) -> Result<(Conversation, bool), Failure> {
         let Handled { conversation, previous_status, previous_assignee, changed } = handled;
         if changed {
             let previous = Previous { status: previous_status, assignee: previous_assignee };
             let change = ConversationChange { conversation: conversation.clone(), previous: Some(previous) };
             self.announce(Event::ConversationUpdated(change)).await?;
         }
-        Ok(result(changed, command_result::Outcome::Conversation((&conversation).into())))
+        Ok((conversation, changed))
     }
 
     /// With round-robin on, gives an unassigned conversation to the online
@@ -97,11 +99,7 @@ impl Persist {
         let at = Timestamp::now();
         // A claim: an agent who took it meanwhile keeps it.
         match self.store.assign(&conversation.id, Assignment::Claim(agent), at).await {
-            Ok(handled) => {
-                let answer = handled.conversation.clone();
-                self.tell(handled).await?;
-                Ok(answer)
-            }
+            Ok(handled) => Ok(self.tell(handled).await?.0),
             Err(StoreError::Conflict(_)) => Ok(conversation),
             Err(e) => Err(e.into()),
         }
