@@ -305,6 +305,13 @@
     var c = shown || { id: current };
     var before = document.activeElement;
     $("view-title").textContent = customerName(c);
+    /* A widget visitor's email, as given in the pre-chat form. */
+    var email = $("view-email");
+    var address = c.customer && c.customer.email;
+    email.hidden = !address;
+    email.textContent = address || "";
+    if (address) email.setAttribute("href", "mailto:" + address);
+    else email.removeAttribute("href");
     var badge = $("view-channel");
     var ch = c.channel === "whatsapp" ? "whatsapp" : "web";
     badge.className = "channel " + ch;

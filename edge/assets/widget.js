@@ -1,5 +1,21 @@
-/* Switchboard chat widget. Embed with one tag:
+/* Switchboard chat widget. Embed it with one tag, in either of two modes:
+ *
  *   <script src="https://chat.example.com/widget.js" data-token="JWT" data-conversation="ID"></script>
+ *     A site with a backend mints the customer token itself (data-conversation
+ *     defaults to the token's first conversation).
+ *
+ *   <script src="https://chat.example.com/widget.js" data-site-key="KEY" data-prechat="name,email"></script>
+ *     A site with no backend: the widget opens a visitor session itself
+ *     (POST /api/v1/widget/sessions) after a short pre-chat form (the fields
+ *     of data-prechat, default "name,email"; "none" for no form). The visitor
+ *     id is kept in localStorage ("switchboard.visitor.KEY"), so a returning
+ *     visitor skips the form and gets the same conversation; nothing is asked
+ *     of the server before the visitor opens the chat or is known. A signed-in
+ *     user adds data-user-id and data-user-hash (HMAC of the id, made by the
+ *     site's backend), and may add data-user-name / data-user-email. The token
+ *     is renewed before it expires, without dropping the socket.
+ *
+ * Optional in both modes: data-title (the header), data-open (open at load).
  * It speaks the native WebSocket protocol (JSON frames) to the origin it was
  * loaded from, reconnects by itself with back-off and recovers what it missed
  * by offset (join_conversation with since_offset). Its header says who is
@@ -75,13 +91,24 @@
     ws.onclose = function () {
       if (self.ws !== ws) return;
       self.ws = null;
-      for (var ref in self.pending) {
-        clearTimeout(self.pending[ref].timer);
-        self.pending[ref].reject({ code: "disconnected", message: "connection lost" });
-      }
-      self.pending = {};
+      self.failPending();
       self.retry();
     };
+  };
+  Connection.prototype.failPending = function () {
+    for (var ref in this.pending) {
+      clearTimeout(this.pending[ref].timer);
+      this.pending[ref].reject({ code: "disconnected", message: "connection lost" });
+    }
+    this.pending = {};
+  };
+  /* Drops the socket and connects again at once, with `this.token` as it now is. */
+  Connection.prototype.restart = function () {
+    var ws = this.ws;
+    this.ws = null;
+    this.failPending();
+    if (ws) ws.close();
+    this.reconnectNow();
   };
   /* Exponential back-off with jitter: 0.5 s, 1 s, 2 s, 4 s, then 5 s. */
   Connection.prototype.retry = function () {
@@ -214,12 +241,14 @@
   };
 
   var token = script && script.getAttribute("data-token");
-  if (!token) return; /* loaded as a library (the agent inbox) */
+  /* Site-key mode: the widget opens its own visitor session (contract §12). */
+  var siteKey = !token && script && script.getAttribute("data-site-key");
+  if (!token && !siteKey) return; /* loaded as a library (the agent inbox) */
 
   /* ---- the widget ----------------------------------------------------- */
 
-  var conversation = script.getAttribute("data-conversation");
-  if (!conversation) {
+  var conversation = token ? script.getAttribute("data-conversation") : null;
+  if (token && !conversation) {
     try {
       var claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
       conversation = (claims.conversations || [])[0];
@@ -253,8 +282,69 @@
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e3e4e8;background:#fff}" +
     "textarea{flex:1;resize:none;height:42px;max-height:120px;padding:10px 12px;border:1px solid #b9bcc6;border-radius:10px;font-size:15px;color:#1b1b1f}" +
     ".send{border:0;border-radius:10px;background:#2f5bea;color:#fff;font-weight:600;padding:0 16px;cursor:pointer;font-size:14px}" +
+    ".prechat{flex:1;flex-direction:column;gap:14px;padding:18px 16px;border-top:0;background:#f4f5f8;overflow-y:auto}.prechat[hidden]{display:none}" +
+    ".intro{margin:0;font-size:14px;line-height:1.4;color:#1b1b1f}.field{display:flex;flex-direction:column;gap:4px}" +
+    ".field label{font-size:14px;font-weight:600;color:#1b1b1f}" +
+    ".field input{height:42px;padding:8px 12px;border:1px solid #b9bcc6;border-radius:10px;font-size:15px;color:#1b1b1f;background:#fff}" +
+    ".field input[aria-invalid=true]{border:2px solid #b3261e}input:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}" +
+    ".error{margin:0;font-size:13px;color:#b3261e;font-weight:600}.error[hidden]{display:none}" +
+    ".start{align-self:stretch;height:44px;border:0;border-radius:10px;background:#2f5bea;color:#fff;font-weight:600;font-size:15px;cursor:pointer}.start[aria-disabled=true]{opacity:.65;cursor:progress}" +
+    ".live{margin:0;padding:8px 14px;font-size:13px;background:#fff4e5;color:#5c3200;border-bottom:1px solid #f0b66b}.live:empty{padding:0;border:0}" +
+    ".messages[hidden],.typing[hidden],.composer[hidden],.state[hidden]{display:none}" +
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}" +
     "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100%;border-radius:0}.launcher[aria-expanded=true]{display:none}}";
+
+  /* The pre-chat form's fields: data-prechat="name,email" (the default), a
+     subset of those, or "none". */
+  function prechatFields(attr) {
+    var v = (attr == null ? "" : attr).trim().toLowerCase();
+    if (!v) return ["name", "email"];
+    if (v === "none") return [];
+    return ["name", "email"].filter(function (f) {
+      return v.split(",").map(function (x) {
+        return x.trim();
+      }).indexOf(f) >= 0;
+    });
+  }
+  var FIELD = {
+    name: { label: "Name", type: "text", autocomplete: "name", maxlength: "100", missing: "Please enter your name." },
+    email: { label: "Email", type: "email", autocomplete: "email", maxlength: "254", missing: "Please enter your email address." },
+  };
+  /* A labelled input per field, each with its own error text; the form checks them itself (novalidate). */
+  function buildPrechat(fields) {
+    if (!fields.length) return null;
+    var f = el("form", { class: "prechat", "aria-labelledby": "sb-prechat-intro", novalidate: "" });
+    f.appendChild(el("p", { class: "intro", id: "sb-prechat-intro" }, "Before we start, tell us who you are so we can get back to you."));
+    var inputs = {};
+    fields.forEach(function (name) {
+      var d = FIELD[name];
+      var wrap = el("div", { class: "field" });
+      var input = el("input", {
+        id: "sb-" + name,
+        name: name,
+        type: d.type,
+        autocomplete: d.autocomplete,
+        maxlength: d.maxlength,
+        required: "",
+        "aria-required": "true",
+      });
+      if (name === "email") input.setAttribute("inputmode", "email");
+      var error = el("p", { class: "error", id: "sb-" + name + "-error" });
+      error.hidden = true;
+      wrap.append(el("label", { for: "sb-" + name }, d.label), input, error);
+      f.appendChild(wrap);
+      inputs[name] = { input: input, error: error };
+    });
+    var start = el("button", { class: "start", type: "submit" }, "Start chat");
+    f.appendChild(start);
+    return { form: f, inputs: inputs, start: start, first: inputs[fields[0]].input };
+  }
+  /* What is wrong with a field's value, or "". */
+  function fieldProblem(name, value) {
+    if (!value) return FIELD[name].missing;
+    if (name === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) return "Please enter a valid email address, like name@example.com.";
+    return "";
+  }
 
   var host = el("div", { id: "switchboard-widget" });
   var root = host.attachShadow({ mode: "open" });
@@ -293,7 +383,7 @@
   var human = el("button", { class: "human", type: "button" }, "Talk to a human");
   bar.appendChild(human);
   bar.hidden = true;
-  var form = el("form", { "aria-label": "Send a message" });
+  var form = el("form", { class: "composer", "aria-label": "Send a message" });
   var label = el("label", { for: "sb-input", class: "sr" }, "Message");
   var input = el("textarea", {
     id: "sb-input",
@@ -306,7 +396,11 @@
   var hint = el("span", { id: "sb-hint", class: "sr" }, "Enter sends, Shift+Enter adds a line");
   var send = el("button", { class: "send", type: "submit" }, "Send");
   form.append(label, input, hint, send);
-  panel.append(header, log, typingEl, bar, form);
+  /* Errors that concern the whole chat (a refused session), read out as they come. */
+  var live = el("p", { class: "live", id: "sb-live", role: "alert", "aria-live": "assertive" });
+  panel.append(header, live, log, typingEl, bar, form);
+  var prechat = siteKey ? buildPrechat(prechatFields(script.getAttribute("data-prechat"))) : null;
+  if (prechat) panel.insertBefore(prechat.form, log);
   root.append(style, launcher, panel);
   (document.body || document.documentElement).appendChild(host);
 
@@ -319,6 +413,9 @@
   var typers = {};
   var joined = false;
   var handling = null; /* the conversation's status and assignee, as last heard */
+  /* Whether the conversation is stored: a visitor's starts with its first message,
+     and reading one that is not would be a 404. */
+  var exists = !siteKey;
   var emptyRow = el("li", { class: "empty" }, "Ask us anything, we usually answer in a few minutes.");
   log.appendChild(emptyRow);
 
@@ -341,8 +438,11 @@
       unread = 0;
       renderBadge();
       log.scrollTop = log.scrollHeight;
-      input.focus();
+      if (prechat && !prechat.form.hidden) prechat.first.focus();
+      else input.focus();
       markRead();
+      /* With no form to fill (data-prechat="none"), opening the chat is what starts the session. */
+      if (siteKey && !conversation && !prechatShown()) begin();
     } else launcher.focus();
   }
   function renderBadge() {
@@ -367,7 +467,11 @@
   }
   function show(m) {
     /* Notes are for staff: the server keeps them from customers, and one that came anyway stays unseen. */
-    if (m.private || !timeline.add(m)) return false;
+    if (m.private || (m.conversation_id && m.conversation_id !== conversation) || !timeline.add(m)) return false;
+    if (!exists) {
+      exists = true;
+      if (joined) loadHandling();
+    }
     if (emptyRow.parentNode) emptyRow.remove();
     var pending = m.client_msg_id && rows[m.client_msg_id];
     if (pending) {
@@ -514,15 +618,19 @@
     });
   }
   function join() {
-    var payload = { conversation_id: conversation };
+    var id = conversation;
+    var payload = { conversation_id: id };
     if (timeline.last > 0) payload.since_offset = timeline.last;
     conn
       .call("join_conversation", payload)
       .then(function (ack) {
+        if (id !== conversation) return;
         joined = true;
+        /* A visitor's conversation not started yet answers offset 0 and no messages. */
+        if (ack.offset > 0 || (ack.messages || []).length) exists = true;
         (ack.messages || []).forEach(show);
         setStateText("online");
-        loadHandling();
+        if (exists) loadHandling();
         markRead();
         flush();
       })
@@ -544,6 +652,7 @@
         typers = {};
         renderTyping();
         setStateText(s);
+        if (siteKey && s === "offline") recoverSession();
       }
     },
     onReady: function () {
@@ -598,7 +707,8 @@
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     var text = input.value.trim();
-    if (!text || !conversation) return;
+    /* A visitor may write while its session is being opened: sent once joined. */
+    if (!text || (!conversation && !siteKey)) return;
     input.value = "";
     stopTyping();
     var p = { client_msg_id: uid(), text: text };
@@ -618,12 +728,325 @@
   });
   document.addEventListener("visibilitychange", markRead);
 
+  /* ---- site-key mode: the visitor's session (contract §12) --------------- */
+
+  var VISITOR_KEY = "switchboard.visitor." + siteKey;
+  var SESSION_KEY = "switchboard.session." + siteKey;
+  var user = null; /* {id, hash, name, email}: a signed-in user of the site */
+  var visitor = {}; /* {visitor_id, name, email}, as kept in localStorage */
+  var expiresAt = 0; /* when the current token expires (ms) */
+  var requesting = false;
+  var renewing = false;
+  var lastRenewal = 0;
+  var mismatches = 0;
+  var unreachable = 0; /* session requests in a row that found no server */
+  var startTimer = null;
+  var renewTimer = null;
+  var nextSession = null; /* a renewal's session for another conversation, while this one goes on */
+  var REFUSALS = {
+    origin_not_allowed: "This site is not allowed to use the chat.",
+    invalid_site_key: "This chat is not set up correctly: its site key is unknown.",
+    invalid_user_hash: "We could not confirm who you are signed in as, so the chat cannot start.",
+  };
+
+  function storage(kind) {
+    try {
+      return window[kind];
+    } catch (e) {
+      return null; /* storage disabled */
+    }
+  }
+  function readStored(kind, key) {
+    try {
+      var v = JSON.parse(storage(kind).getItem(key) || "null");
+      return v && typeof v === "object" ? v : null;
+    } catch (e) {
+      return null;
+    }
+  }
+  function writeStored(kind, key, value) {
+    try {
+      if (value) storage(kind).setItem(key, JSON.stringify(value));
+      else storage(kind).removeItem(key);
+    } catch (e) {
+      /* storage may be disabled or full: the visitor is new at every visit */
+    }
+  }
+  function nonEmpty(v) {
+    return typeof v === "string" && v ? v : undefined;
+  }
+  /* What the live region says; `code` names the refusal for scripts and tests. */
+  function say(message, code) {
+    live.textContent = message || "";
+    if (code) live.setAttribute("data-code", code);
+    else live.removeAttribute("data-code");
+  }
+  function prechatShown() {
+    return !!prechat && !prechat.form.hidden;
+  }
+  function showForm(on) {
+    if (prechat) prechat.form.hidden = !on;
+    log.hidden = on;
+    typingEl.hidden = on;
+    form.hidden = on;
+    stateEl.hidden = on;
+    if (isOpen()) (on ? prechat.first : input).focus();
+  }
+  function sessionBody() {
+    var body = { site_key: siteKey };
+    var name = (user && user.name) || visitor.name;
+    var email = (user && user.email) || visitor.email;
+    if (name) body.name = name;
+    if (email) body.email = email;
+    if (visitor.visitor_id) body.visitor_id = visitor.visitor_id;
+    if (user) {
+      body.user_id = user.id;
+      if (user.hash) body.user_hash = user.hash;
+    }
+    return body;
+  }
+  /* POST /api/v1/widget/sessions; resolves with {token, conversation_id,
+     visitor_id, expires_at}, rejects with {status, code, message, retryAfter}. */
+  function requestSession() {
+    return fetch(base.origin + "/api/v1/widget/sessions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(sessionBody()),
+      credentials: "omit",
+    }).then(
+      function (r) {
+        return r
+          .json()
+          .catch(function () {
+            return null;
+          })
+          .then(function (b) {
+            if (r.ok && b && b.token && b.conversation_id) return b;
+            var e = (b && b.error) || {};
+            return Promise.reject({
+              status: r.status,
+              code: e.code || "http_" + r.status,
+              message: e.message || "HTTP " + r.status,
+              retryAfter: Number(r.headers.get("retry-after")) || 0,
+            });
+          });
+      },
+      function () {
+        return Promise.reject({ status: 0, code: "network", message: "unreachable" });
+      },
+    );
+  }
+  /* Keeps the visitor id for the next visit and the session for this tab's next page. */
+  function remember(s, cache) {
+    visitor.visitor_id = s.visitor_id;
+    var kept = { visitor_id: visitor.visitor_id };
+    if (visitor.name) kept.name = visitor.name;
+    if (visitor.email) kept.email = visitor.email;
+    writeStored("localStorage", VISITOR_KEY, kept);
+    writeStored(
+      "sessionStorage",
+      SESSION_KEY,
+      cache && {
+        token: s.token,
+        conversation_id: s.conversation_id,
+        visitor_id: s.visitor_id,
+        expires_at: s.expires_at,
+        user_id: user ? user.id : null,
+      },
+    );
+  }
+  /* Makes `s` the session in use: its token for the next connection and HTTP read. */
+  function adopt(s) {
+    token = s.token;
+    conn.token = s.token;
+    conversation = s.conversation_id;
+    host.setAttribute("data-conversation", conversation);
+    expiresAt = Date.parse(s.expires_at) || 0;
+    clearTimeout(renewTimer);
+    var life = expiresAt - Date.now();
+    /* At 80% of its life; a token that looks expired already is a clock apart from the server's. */
+    renewTimer = setTimeout(renew, life > 5000 ? life * 0.8 : 60000);
+  }
+  function refused(err) {
+    if (err.status === 429) {
+      var wait = err.retryAfter || 30;
+      say("Many chats are starting right now. We will try again in " + wait + " second" + (wait === 1 ? "" : "s") + ", thank you for waiting.", err.code);
+    } else if (REFUSALS[err.code]) say(REFUSALS[err.code], err.code);
+    else if (err.code === "network") say("We could not reach the chat. Check your connection; we will try again shortly.", err.code);
+    else say("The chat could not start: " + err.message, err.code);
+  }
+  function setBusy(busy) {
+    if (!prechat) return;
+    prechat.form.setAttribute("aria-busy", String(busy));
+    prechat.start.setAttribute("aria-disabled", String(busy));
+    prechat.start.textContent = busy ? "Starting…" : "Start chat";
+  }
+  /* The first session of this page: from the form, when a form-less chat is
+     opened, or at load for a visitor the widget knows. */
+  function begin() {
+    if (requesting || conversation) return;
+    clearTimeout(startTimer);
+    requesting = true;
+    setBusy(true);
+    requestSession().then(
+      function (s) {
+        requesting = false;
+        unreachable = 0;
+        setBusy(false);
+        say("");
+        remember(s, true);
+        adopt(s);
+        showForm(false);
+        conn.start();
+      },
+      function (err) {
+        requesting = false;
+        setBusy(false);
+        refused(err);
+        /* Over the rate: again after Retry-After. Unreachable: again with back-off
+           (10 s, 20 s, ... 5 min). A refusal stays until the visitor tries again. */
+        if (err.status === 429) startTimer = setTimeout(begin, (err.retryAfter || 30) * 1000);
+        else if (err.code === "network") startTimer = setTimeout(begin, Math.min(300, 10 * Math.pow(2, unreachable++)) * 1000);
+      },
+    );
+  }
+  function said() {
+    return timeline.list.length > 0 || outbox.length > 0;
+  }
+  /* Leaves the current conversation for session `s`'s, which starts empty. */
+  function moveTo(s, reconnect) {
+    var visible = said();
+    nextSession = null;
+    mismatches = 0;
+    adopt(s);
+    remember(s, true);
+    timeline = new Timeline();
+    rows = {};
+    readUpTo = 0;
+    markedUpTo = 0;
+    typers = {};
+    handling = null;
+    exists = false;
+    joined = false;
+    log.textContent = "";
+    log.appendChild(emptyRow);
+    statusLine.hidden = true;
+    bar.hidden = true;
+    renderTyping();
+    if (visible) notice("Your previous conversation has ended. Write to us to start a new one.");
+    if (reconnect) conn.restart();
+  }
+  /* A new token for the same visitor, before this one expires; the socket stays. */
+  function renew() {
+    clearTimeout(renewTimer);
+    if (renewing) return;
+    renewing = true;
+    lastRenewal = Date.now();
+    requestSession().then(
+      function (s) {
+        renewing = false;
+        if (s.conversation_id === conversation) {
+          mismatches = 0;
+          nextSession = null;
+          remember(s, true);
+          return adopt(s);
+        }
+        /* Not started (a new id every time), or closed. */
+        if (!said()) return moveTo(s, conn.state !== "offline");
+        /* This one goes on until reload; asked once more soon in case its first
+           message was still on its way when the server answered. */
+        nextSession = s;
+        remember(s, false);
+        if (++mismatches === 1) renewTimer = setTimeout(renew, 2000);
+      },
+      function (err) {
+        renewing = false;
+        renewTimer = setTimeout(renew, (err.status === 429 && err.retryAfter ? err.retryAfter : 60) * 1000);
+      },
+    );
+  }
+  /* Offline: a token that expired meanwhile cannot reconnect, so it is renewed
+     now, or the conversation that ended gives way to the next one. */
+  function recoverSession() {
+    if (!conversation || Date.now() < expiresAt - 10000) return;
+    if (nextSession && Date.parse(nextSession.expires_at) > Date.now() + 10000) return moveTo(nextSession, false);
+    if (Date.now() - lastRenewal > 30000) renew();
+  }
+  function startSite() {
+    var userId = script.getAttribute("data-user-id");
+    if (userId) {
+      user = {
+        id: userId,
+        hash: script.getAttribute("data-user-hash"),
+        name: script.getAttribute("data-user-name"),
+        email: script.getAttribute("data-user-email"),
+      };
+    }
+    var kept = readStored("localStorage", VISITOR_KEY) || {};
+    visitor = { visitor_id: nonEmpty(kept.visitor_id), name: nonEmpty(kept.name), email: nonEmpty(kept.email) };
+    /* This tab's session from its previous page, while it has life left. */
+    var cached = readStored("sessionStorage", SESSION_KEY);
+    if (
+      cached &&
+      nonEmpty(cached.token) &&
+      nonEmpty(cached.conversation_id) &&
+      (cached.user_id || null) === (user ? user.id : null) &&
+      Date.parse(cached.expires_at) > Date.now() + 10000
+    ) {
+      if (!visitor.visitor_id) visitor.visitor_id = nonEmpty(cached.visitor_id);
+      adopt(cached);
+      showForm(false);
+      conn.start();
+    } else if (visitor.visitor_id || user) {
+      /* A returning visitor or a signed-in user: no form, the same conversation. */
+      showForm(false);
+      begin();
+    } else showForm(!!prechat);
+    if (!prechat) return;
+    prechat.form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (requesting) return;
+      var firstBad = null;
+      var values = {};
+      Object.keys(prechat.inputs).forEach(function (name) {
+        var f = prechat.inputs[name];
+        var value = f.input.value.trim();
+        var problem = fieldProblem(name, value);
+        markField(f, problem);
+        if (problem && !firstBad) firstBad = f.input;
+        values[name] = value;
+      });
+      if (firstBad) return firstBad.focus();
+      visitor.name = values.name || visitor.name;
+      visitor.email = values.email || visitor.email;
+      begin();
+    });
+    Object.keys(prechat.inputs).forEach(function (name) {
+      var f = prechat.inputs[name];
+      f.input.addEventListener("input", function () {
+        if (f.input.getAttribute("aria-invalid") === "true" && !fieldProblem(name, f.input.value.trim())) markField(f, "");
+      });
+    });
+  }
+  function markField(f, problem) {
+    f.error.textContent = problem;
+    f.error.hidden = !problem;
+    if (problem) {
+      f.input.setAttribute("aria-invalid", "true");
+      f.input.setAttribute("aria-describedby", f.error.id);
+    } else {
+      f.input.removeAttribute("aria-invalid");
+      f.input.removeAttribute("aria-describedby");
+    }
+  }
+
   var wasOpen = false;
   try {
     wasOpen = sessionStorage.getItem("switchboard-open") === "1";
   } catch (e) {
     wasOpen = false;
   }
+  if (siteKey) startSite();
   if (wasOpen || script.hasAttribute("data-open")) setOpen(true);
-  conn.start();
+  if (!siteKey) conn.start();
 })();

@@ -1,10 +1,11 @@
 //! Who is calling: JWT verification (HS256: `sub`, `role` and `exp`; optionally
-//! `name`, `phone`, `conversations` and `nbf`) and what each role may do.
+//! `name`, `phone`, `email`, `conversations`, `site` and `nbf`) and what each
+//! role may do.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use switchboard_proto::model::{Conversation, Role, Sender};
+use switchboard_proto::model::{Conversation, Customer, Role, Sender};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -17,7 +18,15 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversations: Option<Vec<String>>,
+    /// The widget site key a visitor session was opened with (§12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Makes each token unique: two sessions in one second get two tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     pub exp: u64,
 }
 
@@ -28,7 +37,11 @@ pub struct Identity {
     pub role: Role,
     pub name: String,
     pub phone: Option<String>,
+    pub email: Option<String>,
     pub conversations: Vec<String>,
+    /// A widget visitor's session (its site key): its conversation starts
+    /// with its first message, and it may start no other.
+    pub site: Option<String>,
 }
 
 /// Why a caller was turned away; the messages are what clients see (the
@@ -107,7 +120,9 @@ impl Verifier {
             user_id: claims.sub,
             role,
             phone: claims.phone,
+            email: claims.email,
             conversations: claims.conversations.unwrap_or_default(),
+            site: claims.site,
         })
     }
 }
@@ -140,6 +155,22 @@ impl Identity {
         self.conversations.iter().any(|c| c == conversation_id)
     }
 
+    /// A widget visitor's conversation: created by its first message, so
+    /// that inboxes never fill with chats nobody wrote in.
+    pub fn starts_on_first_message(&self, conversation_id: &str) -> bool {
+        self.site.is_some() && self.is_customer() && self.lists(conversation_id)
+    }
+
+    /// This customer, as a conversation created for it records it.
+    pub fn customer(&self) -> Customer {
+        Customer {
+            id: self.user_id.clone(),
+            name: self.name.clone(),
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+        }
+    }
+
     pub fn check_access(&self, conversation: &Conversation) -> Result<(), ApiError> {
         if self.may_access(conversation) {
             Ok(())
@@ -163,7 +194,10 @@ mod tests {
             role: "customer".into(),
             name: None,
             phone: Some("521".into()),
+            email: None,
             conversations: Some(vec!["c1".into()]),
+            site: None,
+            jti: None,
             exp,
         }
     }

@@ -245,7 +245,7 @@ async fn join<P: Peer>(
     legacy: bool,
     reply: impl Responder,
 ) {
-    if let Err(e) = ctx.state.conversation_for(&ctx.session.identity, &conversation_id).await {
+    if let Err(e) = ctx.state.access(&ctx.session.identity, &conversation_id).await {
         return reply.send(Err(e));
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub use crate::clients::TrustedProxies;
+
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     /// Names this node on the bus (its reply subjects).
@@ -18,6 +20,110 @@ pub struct EdgeConfig {
     pub whatsapp: WebhookConfig,
     /// How commands are partitioned: the workers' count.
     pub partitions: switchboard_bus::Partitions,
+    /// Visitor sessions for the widget on public sites (§12).
+    pub widget: WidgetConfig,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// What visitor sessions need: the sites, the identity secret, the limits.
+#[derive(Debug, Clone)]
+pub struct WidgetConfig {
+    pub sites: WidgetSites,
+    /// Signs `user_hash` for signed-in users; unset: no `user_id` is believed.
+    pub identity_secret: Option<String>,
+    /// Life of a visitor token.
+    pub token_ttl: Duration,
+    /// Session requests per minute per client address.
+    pub session_rate: u32,
+}
+
+impl Default for WidgetConfig {
+    fn default() -> Self {
+        Self {
+            sites: WidgetSites::default(),
+            identity_secret: None,
+            token_ttl: Duration::from_secs(3600),
+            session_rate: 10,
+        }
+    }
+}
+
+/// Site keys, each with the page origins that may use it.
+#[derive(Debug, Clone, Default)]
+pub struct WidgetSites(HashMap<String, Vec<String>>);
+
+/// The origin that stands for any.
+const ANY_ORIGIN: &str = "*";
+
+impl WidgetSites {
+    pub fn insert(&mut self, key: &str, origin: &str) {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let origins = self.0.entry(key.to_owned()).or_default();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The origins a key allows; `None` for a key this server does not have.
+    pub fn origins(&self, key: &str) -> Option<&[String]> {
+        self.0.get(key).map(Vec::as_slice)
+    }
+
+    /// Whether a page at `origin` (the browser's `Origin`; none from a
+    /// non-browser client) may open sessions with `key`, which exists.
+    pub fn allows(&self, key: &str, origin: Option<&str>) -> bool {
+        self.origins(key).is_some_and(|origins| {
+            origins
+                .iter()
+                .any(|o| o == ANY_ORIGIN || origin.is_some_and(|origin| o.eq_ignore_ascii_case(origin)))
+        })
+    }
+
+    /// Whether any site key allows `origin`: the widget's cross-origin reads.
+    pub fn allow_anywhere(&self, origin: &str) -> bool {
+        self.0.values().flatten().any(|o| o == ANY_ORIGIN || o.eq_ignore_ascii_case(origin))
+    }
+
+    /// Every key with its origins, for a startup line.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(k, o)| (k.as_str(), o.as_slice()))
+    }
+}
+
+/// `site_key=origin` pairs, comma-separated; a key may repeat.
+pub fn parse_widget_sites(text: &str) -> Result<WidgetSites, String> {
+    let mut sites = WidgetSites::default();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, origin)) if is_site_key(key.trim()) && is_origin(origin.trim()) => {
+                sites.insert(key.trim(), origin.trim())
+            }
+            _ => {
+                return Err(format!(
+                    "{pair:?} is not site_key=origin (an origin is scheme://host[:port] or *)"
+                ));
+            }
+        }
+    }
+    Ok(sites)
+}
+
+fn is_site_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn is_origin(origin: &str) -> bool {
+    origin == ANY_ORIGIN
+        || origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https")
+                && !rest.trim_end_matches('/').is_empty()
+                && !rest.trim_end_matches('/').contains(['/', '?', '#', ' ', '*'])
+        })
 }
 
 /// What the WhatsApp webhook needs to know; both unset: every request is refused.
@@ -121,5 +227,29 @@ mod tests {
         assert!(parse_api_keys("").unwrap().tenant("").is_none());
         assert!(parse_api_keys("store-1").is_err());
         assert!(parse_api_keys("=k1").is_err());
+    }
+
+    #[test]
+    fn sites_are_key_origin_pairs_and_a_key_may_repeat() {
+        let sites =
+            parse_widget_sites("shop=https://Shop.example/, shop=http://localhost:5000,any=*").unwrap();
+        assert!(sites.allows("shop", Some("https://shop.example")));
+        assert!(sites.allows("shop", Some("http://localhost:5000")));
+        assert!(!sites.allows("shop", Some("https://evil.example")));
+        assert!(!sites.allows("shop", None));
+        assert!(sites.allows("any", None) && sites.allows("any", Some("https://evil.example")));
+        assert!(!sites.allows("nope", Some("https://shop.example")));
+        assert!(sites.allow_anywhere("https://evil.example"));
+        for bad in [
+            "shop",
+            "shop=",
+            "=https://a.example",
+            "shop=ftp://a.example",
+            "shop=https://a.example/path",
+            "sh op=https://a.example",
+            "shop=https://*.example",
+        ] {
+            assert!(parse_widget_sites(bad).is_err(), "{bad}");
+        }
     }
 }

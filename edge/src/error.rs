@@ -56,6 +56,12 @@ codes! {
     InvalidVerifyToken = "invalid_verify_token", UNAUTHORIZED;
     /// A webhook whose `X-Hub-Signature-256` does not match its body.
     InvalidSignature = "invalid_signature", UNAUTHORIZED;
+    /// A widget session named a site key this server does not have (§12).
+    InvalidSiteKey = "invalid_site_key", UNAUTHORIZED;
+    /// A widget session from a page whose origin the site key does not allow.
+    OriginNotAllowed = "origin_not_allowed", FORBIDDEN;
+    /// A widget session's `user_id` without its valid `user_hash`.
+    InvalidUserHash = "invalid_user_hash", UNAUTHORIZED;
     Forbidden = "forbidden", FORBIDDEN;
     NotFound = "not_found", NOT_FOUND;
     /// Another agent holds the conversation a claim asked for: nothing changed.

@@ -8,7 +8,9 @@
 //! - Leaves, which use only one another: [`error`] (the one error shape:
 //!   [`error::ErrorCode`], [`error::ApiError`]), [`config`], [`limits`] (rate
 //!   limits), [`query`] (query strings), [`auth`] (tokens and who may do
-//!   what), [`rules`] (id and text checks), [`wire`] (what a client sees:
+//!   what), [`clients`] (a client's address behind trusted proxies),
+//!   [`visitors`] (widget visitor ids and signed-in users' hashes),
+//!   [`rules`] (id and text checks), [`wire`] (what a client sees:
 //!   event names, payloads, the answer shape), [`relay`] (counted bus
 //!   subscriptions that connections share), [`sockets`] (how many this edge
 //!   holds).
@@ -28,6 +30,7 @@
 pub mod agents;
 pub mod auth;
 pub mod chat;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -44,6 +47,7 @@ pub mod session;
 pub mod socketio;
 pub mod sockets;
 pub mod state;
+pub mod visitors;
 pub mod wire;
 pub mod writes;
 
@@ -93,7 +97,7 @@ impl Edge {
             config.limits.max_recovery,
         );
         relay_inbox(bus.as_ref(), fanout).await?;
-        let cors = http::cors(&config.cors_origins);
+        let cors = http::cors(&config.cors_origins, &config.widget.sites);
         let commands = Commands::new(caller, config.partitions);
         let state = Arc::new(EdgeState::new(config, bus, store, commands, feeds, metrics));
         let socketio = socketio::start(state.clone(), io);

@@ -185,7 +185,7 @@ mod tests {
             id: id.into(),
             channel: Channel::Web,
             status: ConversationStatus::Open,
-            customer: Customer { id: "c".into(), name: "C".into(), phone: None },
+            customer: Customer { id: "c".into(), name: "C".into(), phone: None, email: None },
             assignee: assignee.map(|a| Assignee { id: a.into(), name: a.into() }),
             last_message: None,
             unread: None,

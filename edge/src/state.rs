@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
-use switchboard_proto::model::{Channel, Conversation, Customer};
+use switchboard_proto::model::{Channel, Conversation};
 use switchboard_store::ReadStore;
 
 use crate::agents::AgentsHere;
@@ -15,8 +15,10 @@ use crate::commands::Commands;
 use crate::config::EdgeConfig;
 use crate::error::ApiError;
 use crate::feed::Feeds;
+use crate::limits::PerClient;
 use crate::rules::check_id;
 use crate::sockets::Sockets;
+use crate::visitors::VisitorIds;
 
 pub struct EdgeState {
     pub config: EdgeConfig,
@@ -28,6 +30,9 @@ pub struct EdgeState {
     pub metrics: PrometheusHandle,
     pub sockets: Sockets,
     pub agents: AgentsHere,
+    pub visitor_ids: VisitorIds,
+    /// Widget session requests, counted per client address.
+    pub widget_sessions: PerClient,
     draining: AtomicBool,
 }
 
@@ -41,6 +46,8 @@ impl EdgeState {
         metrics: PrometheusHandle,
     ) -> Self {
         let verifier = Verifier::hs256(&config.jwt_secret);
+        let visitor_ids = VisitorIds::new(&config.jwt_secret);
+        let widget_sessions = PerClient::per_minute(config.widget.session_rate);
         let sockets = Sockets::default();
         Self {
             config,
@@ -52,14 +59,27 @@ impl EdgeState {
             metrics,
             sockets,
             agents: AgentsHere::default(),
+            visitor_ids,
+            widget_sessions,
             draining: AtomicBool::new(false),
         }
     }
 
-    /// The conversation, when this caller may use it (as a customer may see
-    /// it, for a customer). A customer's listed conversation that does not
-    /// exist yet is created for it.
+    /// The conversation, when this caller may use it and it has started.
     pub async fn conversation_for(&self, who: &Identity, id: &str) -> Result<Conversation, ApiError> {
+        self.access(who, id).await?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "conversation {id} has not started: it starts with the visitor's first message"
+            ))
+        })
+    }
+
+    /// The conversation, when this caller may use it (as a customer may see
+    /// it, for a customer); `None` for a widget visitor's own that has not
+    /// started. A customer's listed conversation that does not exist yet is
+    /// created for it, except a widget visitor's, which waits for its first
+    /// message.
+    pub async fn access(&self, who: &Identity, id: &str) -> Result<Option<Conversation>, ApiError> {
         check_id("conversation_id", id)?;
         // Bounded like a command: during an outage the caller hears so in time.
         let wait = self.config.limits.command_timeout;
@@ -69,17 +89,16 @@ impl EdgeState {
         match found {
             Some(conversation) if who.is_customer() => {
                 who.check_access(&conversation)?;
-                Ok(conversation.for_customer())
+                Ok(Some(conversation.for_customer()))
             }
-            Some(conversation) => Ok(conversation),
+            Some(conversation) => Ok(Some(conversation)),
+            None if who.starts_on_first_message(id) => Ok(None),
             None if who.is_customer() && who.lists(id) => {
-                let customer =
-                    Customer { id: who.user_id.clone(), name: who.name.clone(), phone: who.phone.clone() };
                 let (conversation, _) =
-                    self.commands.create_conversation(id.to_owned(), Channel::Web, customer).await?;
+                    self.commands.create_conversation(id.to_owned(), Channel::Web, who.customer()).await?;
                 // Another customer may have created it first.
                 who.check_access(&conversation)?;
-                Ok(conversation)
+                Ok(Some(conversation))
             }
             None if who.is_customer() => {
                 Err(ApiError::forbidden(format!("not allowed in conversation {id}")))

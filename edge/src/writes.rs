@@ -40,15 +40,16 @@ pub async fn send_message(
         check_id("client_msg_id", key)?;
     }
     if !joined {
-        state.conversation_for(who, &new.conversation_id).await?;
+        state.access(who, &new.conversation_id).await?;
     }
+    let create_for = who.starts_on_first_message(&new.conversation_id).then(|| who.customer());
     let draft = Draft {
         conversation_id: new.conversation_id,
         sender: who.sender(),
         text: new.text,
         client_msg_id: new.client_msg_id,
         source: who.role.source(),
-        create_for: None,
+        create_for,
         private: new.private,
     };
     state.commands.send_message(draft).await

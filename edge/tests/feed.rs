@@ -50,7 +50,8 @@ impl Edge {
         let bus = Arc::new(MemoryBus::new());
         let store = Arc::new(SqliteStore::in_memory().await.unwrap());
         for id in [CONVERSATION, "c2"] {
-            let customer = Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None };
+            let customer =
+                Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None, email: None };
             let new =
                 NewConversation { id: id.into(), channel: Channel::Web, customer, at: Timestamp::now() };
             store.create_conversation(new).await.unwrap();

@@ -177,6 +177,9 @@ pub struct Customer {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// As a widget visitor gave it in the pre-chat form (§12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// The agent a conversation is assigned to.
@@ -312,13 +315,18 @@ impl TryFrom<pb::Message> for Message {
 
 impl From<&Customer> for pb::Customer {
     fn from(c: &Customer) -> Self {
-        pb::Customer { id: c.id.clone(), name: c.name.clone(), phone: c.phone.clone() }
+        pb::Customer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            phone: c.phone.clone(),
+            email: c.email.clone(),
+        }
     }
 }
 
 impl From<pb::Customer> for Customer {
     fn from(c: pb::Customer) -> Self {
-        Customer { id: c.id, name: c.name, phone: c.phone }
+        Customer { id: c.id, name: c.name, phone: c.phone, email: c.email }
     }
 }
 

@@ -45,13 +45,43 @@ pub async fn run(mut settings: Resolved) -> anyhow::Result<()> {
         });
     }
 
-    let edge = Edge::start(edge_config(&settings, "dev", secret.clone()), bus, store, metrics).await?;
     let (listener, url) = bind(&settings).await?;
+    if settings.widget.sites.is_empty() {
+        for origin in own_origins(&url) {
+            settings.widget.sites.insert(DEMO_SITE_KEY, &origin);
+        }
+    }
+    let edge = Edge::start(edge_config(&settings, "dev", secret.clone()), bus, store, metrics).await?;
     if generated {
         print_welcome(&url, &secret);
     }
+    print_widget(&url, &settings);
     println!("switchboard dev ready on {url}");
     serve(edge, listener, &settings).await
+}
+
+/// The site key `dev` gives its own pages when no site is configured.
+const DEMO_SITE_KEY: &str = "demo";
+
+/// The origins a browser may name this process by: as bound, and as
+/// `localhost` and `127.0.0.1` with the same port.
+fn own_origins(url: &str) -> Vec<String> {
+    let port = url.rsplit(':').next().unwrap_or_default();
+    vec![url.to_owned(), format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")]
+}
+
+/// The site keys that work from this process's own pages, and the demo page using one.
+fn print_widget(url: &str, settings: &Resolved) {
+    let own = own_origins(url);
+    let usable =
+        settings.widget.sites.iter().find(|(_, origins)| origins.iter().any(|o| o == "*" || own.contains(o)));
+    match usable {
+        Some((key, _)) => println!(
+            "\nWidget site key for this origin: {key}\n  demo page: {url}/demo/?site_key={key}\n  \
+             embed:     <script src=\"{url}/widget.js\" data-site-key=\"{key}\"></script>\n"
+        ),
+        None => println!("\nNo widget site key allows {url}: see SWITCHBOARD_WIDGET_SITES\n"),
+    }
 }
 
 /// A secret kept in the data directory, so demo tokens survive restarts.
@@ -74,7 +104,10 @@ fn print_welcome(url: &str, secret: &str) {
                 role: role.into(),
                 name: Some(name.into()),
                 phone: (role == "customer").then(|| "5215550001".into()),
+                email: None,
                 conversations,
+                site: None,
+                jti: None,
                 exp: expires_in(30 * 24 * 3600),
             },
         )

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_edge::Edge;
 use switchboard_edge::config::EdgeConfig;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use super::settings::Resolved;
 
@@ -28,6 +29,8 @@ pub fn edge_config(settings: &Resolved, node_id: &str, jwt_secret: String) -> Ed
         sync_api_keys: settings.sync_api_keys.clone(),
         whatsapp: settings.wa_webhook.clone(),
         partitions: settings.partitions(),
+        widget: settings.widget.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
     }
 }
 
@@ -54,9 +57,9 @@ pub async fn serve(edge: Edge, listener: tokio::net::TcpListener, settings: &Res
     let (open_tx, open_rx) = watch::channel(());
     let mut signal = std::pin::pin!(shutdown_signal());
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, most likely: back off rather than spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -67,7 +70,13 @@ pub async fn serve(edge: Edge, listener: tokio::net::TcpListener, settings: &Res
             () = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(edge.router.clone());
+        // Handlers see the peer's address as axum's `ConnectInfo`.
+        let service = TowerToHyperService::new(edge.router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_timeout)

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
-use switchboard_edge::config::{Limits, SyncApiKeys, parse_api_keys};
+use switchboard_edge::config::{
+    Limits, SyncApiKeys, TrustedProxies, WidgetConfig, parse_api_keys, parse_widget_sites,
+};
 use switchboard_edge::http::whatsapp::WebhookConfig;
 use switchboard_workers::whatsapp::WhatsappConfig;
 
@@ -93,6 +95,16 @@ settings! {
     wa_rate: u32 = "SWITCHBOARD_WA_RATE",
     /// Sync API keys, `tenant=key` pairs, comma-separated.
     sync_api_keys: String = "SWITCHBOARD_SYNC_API_KEYS",
+    /// Widget site keys and the page origins allowed each, `site_key=origin` pairs, comma-separated (`*`: any origin).
+    widget_sites: String = "SWITCHBOARD_WIDGET_SITES",
+    /// HMAC secret that signs `user_hash` for the widget's signed-in users.
+    widget_identity_secret: String = "SWITCHBOARD_WIDGET_IDENTITY_SECRET",
+    /// Seconds a widget visitor's token lasts (default 3600).
+    widget_token_ttl_s: u64 = "SWITCHBOARD_WIDGET_TOKEN_TTL_S",
+    /// Widget session requests per minute per client address (default 10).
+    widget_session_rate: u32 = "SWITCHBOARD_WIDGET_SESSION_RATE",
+    /// Proxies whose X-Forwarded-For names the client: addresses or CIDR networks, comma-separated.
+    trusted_proxies: String = "SWITCHBOARD_TRUSTED_PROXIES",
 }
 
 /// Settings with every default applied.
@@ -115,6 +127,8 @@ pub struct Resolved {
     pub bot_reply_ttl: Duration,
     pub auto_assign: bool,
     pub sync_api_keys: SyncApiKeys,
+    pub widget: WidgetConfig,
+    pub trusted_proxies: TrustedProxies,
     /// The webhook's side of WhatsApp (edges).
     pub wa_webhook: WebhookConfig,
     /// The sending side of WhatsApp (`worker whatsapp`).
@@ -169,6 +183,17 @@ impl Settings {
             },
             sync_api_keys: parse_api_keys(s.sync_api_keys.as_deref().unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("SWITCHBOARD_SYNC_API_KEYS: {e}"))?,
+            widget: WidgetConfig {
+                sites: parse_widget_sites(s.widget_sites.as_deref().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("SWITCHBOARD_WIDGET_SITES: {e}"))?,
+                identity_secret: s.widget_identity_secret.filter(|t| !t.is_empty()),
+                token_ttl: s
+                    .widget_token_ttl_s
+                    .map_or(WidgetConfig::default().token_ttl, |t| Duration::from_secs(t.max(1))),
+                session_rate: s.widget_session_rate.unwrap_or(WidgetConfig::default().session_rate).max(1),
+            },
+            trusted_proxies: TrustedProxies::parse(s.trusted_proxies.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_TRUSTED_PROXIES: {e}"))?,
             wa_webhook: WebhookConfig {
                 verify_token: s.wa_verify_token.filter(|t| !t.is_empty()),
                 app_secret: s.wa_app_secret.filter(|t| !t.is_empty()),

@@ -35,7 +35,10 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
         role: args.role,
         name: args.name,
         phone: args.phone,
+        email: None,
         conversations: (!args.conversations.is_empty()).then_some(args.conversations),
+        site: None,
+        jti: None,
         exp: expires_in(args.ttl),
     };
     println!("{}", mint(&args.jwt_secret, &claims));

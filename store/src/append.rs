@@ -60,6 +60,10 @@ pub(crate) struct Bumped {
 }
 
 /// What became of one message of the batch.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the large variant is nearly every message's: boxing it would allocate per message"
+)]
 enum Fate {
     /// Stored before this batch: its message as stored.
     Stored(Message),

@@ -43,7 +43,7 @@ macro_rules! message_columns {
 macro_rules! conversation_select {
     () => {
         "SELECT c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
-         c.assignee, c.assignee_name, c.created_at, c.updated_at, \
+         c.customer_email, c.assignee, c.assignee_name, c.created_at, c.updated_at, \
          m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
          m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
          m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private \
@@ -164,6 +164,7 @@ fn conversation_from_row(row: &PgRow) -> Result<Conversation> {
             id: row.try_get("customer_id")?,
             name: row.try_get("customer_name")?,
             phone: row.try_get("customer_phone")?,
+            email: row.try_get("customer_email")?,
         },
         assignee: crate::inbox::assignee_from(row.try_get("assignee")?, row.try_get("assignee_name")?),
         last_message,
@@ -190,13 +191,15 @@ fn bot_reply_from_row(row: &PgRow) -> Result<QueuedBotReply> {
 async fn insert_conversation(conn: &mut PgConnection, new: &NewConversation) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
-         created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+         customer_email, created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.id)
     .bind(new.channel.as_str())
     .bind(&new.customer.id)
     .bind(&new.customer.name)
     .bind(&new.customer.phone)
+    .bind(&new.customer.email)
     .bind(to_time(new.at)?)
     .execute(conn)
     .await?;

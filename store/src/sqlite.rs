@@ -29,7 +29,7 @@ use crate::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.customer_name, \
-     c.customer_phone, c.assignee, c.assignee_name, c.created_at, c.updated_at, \
+     c.customer_phone, c.customer_email, c.assignee, c.assignee_name, c.created_at, c.updated_at, \
      m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.sender_role AS m_sender_role, \
      m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
      m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private";
@@ -146,6 +146,7 @@ fn conversation_from_row(row: &SqliteRow) -> Result<Conversation> {
             id: row.try_get("customer_id")?,
             name: row.try_get("customer_name")?,
             phone: row.try_get("customer_phone")?,
+            email: row.try_get("customer_email")?,
         },
         assignee: crate::inbox::assignee_from(row.try_get("assignee")?, row.try_get("assignee_name")?),
         last_message,
@@ -171,13 +172,15 @@ const MESSAGE_COLUMNS: &str =
 async fn insert_conversation(conn: &mut SqliteConnection, new: &NewConversation) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
-         created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+         customer_email, created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.id)
     .bind(new.channel.as_str())
     .bind(&new.customer.id)
     .bind(&new.customer.name)
     .bind(&new.customer.phone)
+    .bind(&new.customer.email)
     .bind(new.at.0)
     .execute(conn)
     .await?;

@@ -124,7 +124,7 @@ mod tests {
             id: id.into(),
             channel: Channel::Web,
             status: ConversationStatus::Open,
-            customer: Customer { id: "c".into(), name: "C".into(), phone: None },
+            customer: Customer { id: "c".into(), name: "C".into(), phone: None, email: None },
             assignee: None,
             last_message: None,
             unread: None,

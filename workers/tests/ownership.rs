@@ -101,7 +101,7 @@ async fn workers_share_partitions_evenly_and_hand_over_without_losing_a_command(
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     let conversations: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
     for id in &conversations {
-        let customer = Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None };
+        let customer = Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None, email: None };
         let new = NewConversation { id: id.clone(), channel: Channel::Web, customer, at: Timestamp::now() };
         store.create_conversation(new).await.unwrap();
     }

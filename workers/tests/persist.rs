@@ -31,7 +31,7 @@ async fn world() -> World {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     for id in ["c1", "c2"] {
-        let customer = Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None };
+        let customer = Customer { id: format!("cust-{id}"), name: "Ana".into(), phone: None, email: None };
         let new = NewConversation { id: id.into(), channel: Channel::Web, customer, at: Timestamp::now() };
         store.create_conversation(new).await.unwrap();
     }

@@ -98,6 +98,7 @@ async fn notify_message(
         id: format!("ticket:{}", body.ticket_id),
         name: "Customer".into(),
         phone: None,
+        email: None,
     });
     let sender = if body.is_client {
         Sender { id: customer.id.clone(), role: Role::Customer, name: customer.name.clone() }

@@ -46,6 +46,9 @@ async fn create_conversation(
     Caller(who): Caller,
     Body(body): Body<CreateConversation>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
+    if who.site.is_some() {
+        return Err(ApiError::forbidden("a widget visitor's conversation starts with its first message"));
+    }
     if who.is_customer() && body.customer.id != who.user_id {
         return Err(ApiError::forbidden("a customer may only create its own conversations"));
     }
@@ -180,7 +183,8 @@ async fn history(
     Path(id): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<MessageList>, ApiError> {
-    state.conversation_for(&who, &id).await?;
+    // An unstarted visitor's conversation has an empty history, not none.
+    state.access(&who, &id).await?;
     let limit = query.limit.unwrap_or(state.config.limits.history_page).clamp(1, MAX_LIMIT);
     let mut messages = match query.since_offset {
         Some(since) => state.store.messages_after(&id, since, limit).await?,

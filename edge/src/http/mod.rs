@@ -7,6 +7,7 @@
 //! - [`sync`]: sync changes for point-of-sale clients, pulled and confirmed with an API key.
 //! - [`ops`]: health, readiness, metrics and the OpenAPI document.
 //! - [`pages`]: the widget script and the demo pages. [`whatsapp`]: Meta's webhooks.
+//! - [`widget`]: visitor sessions for the widget on public sites.
 //! - [`extract`]: what handlers take from a request (caller, body, query) and
 //!   the error body every route answers with.
 
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod pages;
 pub mod sync;
 pub mod whatsapp;
+pub mod widget;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use self::extract::AppState;
+use crate::config::WidgetSites;
 use crate::error::ApiError;
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(pages::routes())
         .merge(sync::routes())
+        .merge(widget::routes())
         .layer(DefaultBodyLimit::max(limits.max_payload))
         // Its own, larger limit (Meta's payloads reach 3 MB), and signed, not authenticated.
         .merge(whatsapp::routes())
@@ -73,11 +77,22 @@ pub async fn json_errors(mut response: Response) -> Response {
     Response::from_parts(parts, error.into_body())
 }
 
-/// An allow-list of browser origins; no list, no cross-origin access.
-pub fn cors(origins: &[String]) -> CorsLayer {
+/// An allow-list of browser origins: those configured, and those a widget
+/// site key allows (the widget reads its conversation cross-origin). Every
+/// route wants a bearer credential, never a cookie, so a listed origin can
+/// only use credentials its page already holds. Widget sessions answer every
+/// origin, as they judge the origin themselves: a page that may not use a
+/// key can read why.
+pub fn cors(origins: &[String], sites: &WidgetSites) -> CorsLayer {
     let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let sites = sites.clone();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(allowed))
+        .allow_origin(AllowOrigin::predicate(move |origin, request| {
+            request.uri.path() == widget::SESSIONS
+                || allowed.contains(origin)
+                || origin.to_str().is_ok_and(|o| sites.allow_anywhere(o))
+        }))
+        .expose_headers([header::RETRY_AFTER])
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allow_credentials(true)

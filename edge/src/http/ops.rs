@@ -13,7 +13,7 @@ use switchboard_bus::roster::Roster;
 use utoipa::OpenApi;
 
 use super::extract::AppState;
-use super::{compat, conversations, inbox, sync, whatsapp};
+use super::{compat, conversations, inbox, sync, whatsapp, widget};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -127,6 +127,7 @@ fn escape(value: &str) -> String {
         sync::post_change,
         whatsapp::verify,
         whatsapp::receive,
+        widget::open_session,
     ),
     modifiers(&BearerAuth)
 )]

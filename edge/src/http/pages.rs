@@ -2,10 +2,11 @@
 //! they work with no internet:
 //!
 //! - `GET /widget.js`: the customer widget a site embeds with one `<script
-//!   src=".../widget.js" data-token="..." data-conversation="...">` tag. It
-//!   speaks the native WebSocket protocol (JSON frames) to the origin it was
-//!   loaded from.
-//! - `GET /demo/?token=&conversation=`: a page that embeds the widget.
+//!   src=".../widget.js" data-site-key="...">` tag (or, from a site that
+//!   mints its customers' tokens, `data-token="..." data-conversation="..."`).
+//!   It speaks the native WebSocket protocol (JSON frames) to the origin it
+//!   was loaded from.
+//! - `GET /demo/?site_key=` or `?token=&conversation=`: a page that embeds the widget.
 //! - `GET /demo/agent?token=`: an agent inbox (`/demo/agent.js`).
 //!
 //! Scripts are cached and revalidated by a content hash (`ETag`); the pages
@@ -111,20 +112,22 @@ fn page(headers: &HeaderMap, body: String) -> Response {
         .into_response()
 }
 
-/// The demo site: the widget's one script tag, with the token and
-/// conversation from the page's query string.
+/// The demo site: the widget's one script tag, with the site key, or the
+/// token and conversation, from the page's query string.
 async fn demo(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     let param = |name| query::param(&query, name).unwrap_or_default();
-    let token = param("token");
+    let (token, site_key) = (param("token"), param("site_key"));
     let mut body = DEMO_HTML.to_owned();
-    if token.is_empty() {
+    if token.is_empty() && site_key.is_empty() {
         body = body.replace(r#"id="no-token" hidden"#, r#"id="no-token""#);
     }
-    let body = body
-        .replace("{{TOKEN}}", &escape(&token))
-        .replace("{{CONVERSATION}}", &escape(&param("conversation")));
-    page(&headers, body)
+    let attributes = if token.is_empty() && !site_key.is_empty() {
+        format!(r#"data-site-key="{}" data-prechat="name,email""#, escape(&site_key))
+    } else {
+        format!(r#"data-token="{}" data-conversation="{}""#, escape(&token), escape(&param("conversation")))
+    };
+    page(&headers, body.replace("{{WIDGET_ATTRS}}", &attributes))
 }
 
 fn with_query(path: &str, query: Option<String>) -> String {

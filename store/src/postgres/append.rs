@@ -76,7 +76,7 @@ impl Appender for PgConnection {
              FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::bool[]) AS v (id, n, at, reopen) \
              WHERE c.id = v.id \
              RETURNING c.id, c.channel, c.status, c.customer_id, c.customer_name, c.customer_phone, \
-             c.assignee, c.assignee_name, c.created_at, c.updated_at, c.last_offset, c.status_changed_at, \
+             c.customer_email, c.assignee, c.assignee_name, c.created_at, c.updated_at, c.last_offset, c.status_changed_at, \
              NULL::uuid AS m_id",
         )
         .bind(bumps.iter().map(|b| b.conversation_id).collect::<Vec<_>>())

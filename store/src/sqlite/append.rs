@@ -59,7 +59,7 @@ impl Appender for SqliteConnection {
         });
         query.push(
             ") AS v WHERE conversations.id = v.column1 RETURNING id, channel, status, customer_id, \
-             customer_name, customer_phone, assignee, assignee_name, created_at, updated_at, last_offset, \
+             customer_name, customer_phone, customer_email, assignee, assignee_name, created_at, updated_at, last_offset, \
              status_changed_at, NULL AS m_id",
         );
         let rows = query.build().fetch_all(&mut *self).await?;

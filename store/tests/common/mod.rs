@@ -93,7 +93,7 @@ pub async fn run_then(
 }
 
 fn customer(id: &str) -> Customer {
-    Customer { id: id.into(), name: format!("Customer {id}"), phone: Some("5215550001".into()) }
+    Customer { id: id.into(), name: format!("Customer {id}"), phone: Some("5215550001".into()), email: None }
 }
 
 fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> NewMessage {
@@ -259,15 +259,18 @@ pub async fn a_message_reads_back_as_it_was_stored(db: Db) {
 }
 
 pub async fn appending_to_a_missing_conversation_fails_unless_asked_to_create_it(db: Db) {
-    let store = db.store;
+    let store = db.store.clone();
     let err = store.append_message(new_message("nope", "x", None)).await.unwrap_err();
     assert!(matches!(err, StoreError::ConversationNotFound(_)));
     let mut new = new_message("fresh", "x", None);
-    new.create_for = Some(customer("cust-9"));
+    // A widget visitor's first message creates its conversation, email and all.
+    let visitor = Customer { email: Some("ada@example.com".into()), ..customer("visitor:v9") };
+    new.create_for = Some(visitor.clone());
     let appended = store.append_message(new).await.unwrap();
     assert!(appended.conversation_created);
-    assert_eq!(appended.conversation.customer.id, "cust-9");
+    assert_eq!(appended.conversation.customer, visitor);
     assert_eq!(appended.conversation.last_message.unwrap().offset, 1);
+    assert_eq!(db.other.conversation("fresh").await.unwrap().unwrap().customer, visitor);
 }
 
 pub async fn statuses_never_move_backwards(db: Db) {
@@ -328,7 +331,7 @@ pub async fn the_inbox_lists_most_recently_active_first_and_filters(db: Db) {
     let wa = NewConversation {
         id: "wa".into(),
         channel: Channel::Whatsapp,
-        customer: Customer { id: "w".into(), name: "W".into(), phone: Some("4915111".into()) },
+        customer: Customer { id: "w".into(), name: "W".into(), phone: Some("4915111".into()), email: None },
         at: Timestamp(0),
     };
     store.create_conversation(wa).await.unwrap();

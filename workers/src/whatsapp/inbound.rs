@@ -141,6 +141,7 @@ impl Inbound {
                 id: format!("wa:{}", m.wa_id),
                 name: m.name.clone(),
                 phone: Some(m.wa_id.clone()),
+                email: None,
             };
             let new = NewConversation {
                 id: conversation_id.clone(),
