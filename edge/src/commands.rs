@@ -15,6 +15,7 @@ use switchboard_proto::pb::{self, command, command_result};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::telemetry;
 
 /// A message to be stored.
 pub struct Draft {
@@ -285,7 +286,10 @@ impl Commands {
     async fn exchange(&self, envelope: Envelope) -> Result<bytes::Bytes, ApiError> {
         // A fresh id per call: the bus must not drop a deliberate second call;
         // idempotency is the store's (message id, client_msg_id).
-        match self.caller.call(envelope, &Uuid::now_v7().to_string()).await {
+        let started = std::time::Instant::now();
+        let answer = self.caller.call(envelope, &Uuid::now_v7().to_string()).await;
+        metrics::histogram!(telemetry::COMMAND_DURATION).record(started.elapsed().as_secs_f64());
+        match answer {
             Err(switchboard_bus::BusError::Timeout(wait)) => Err(ApiError::new(
                 ErrorCode::OutcomeUnknown,
                 format!(

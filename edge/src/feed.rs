@@ -15,13 +15,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use switchboard_bus::events::{ConversationChange, Event};
 use switchboard_bus::{Bus, Subscription, subjects};
-use switchboard_proto::model::{Conversation, Message, StatusUpdate};
+use switchboard_proto::model::{Conversation, Message, StatusUpdate, Timestamp};
 use switchboard_proto::pb;
 use switchboard_store::ReadStore;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::session::InboxView;
+use crate::telemetry;
 use crate::wire::event;
 
 /// What a socket whose outbound queue is full loses of an event.
@@ -97,6 +98,8 @@ pub struct Fanouts(pub Vec<Arc<dyn Fanout>>);
 impl Fanout for Fanouts {
     fn message(&self, message: &Message) {
         self.0.iter().for_each(|f| f.message(message));
+        let age_ms = Timestamp::now().0.saturating_sub(message.created_at.0).max(0);
+        metrics::histogram!(telemetry::DELIVERY_LATENCY).record(age_ms as f64 / 1000.0);
     }
 
     fn status(&self, status: &StatusUpdate) {
@@ -183,7 +186,7 @@ impl Feeds {
     pub fn join(&self, conversation_id: &str, request: JoinRequest, new_member: bool) {
         let mut feeds = self.feeds.lock().expect("feeds lock");
         let feed = feeds.entry(conversation_id.to_owned()).or_insert_with(|| {
-            metrics::gauge!("switchboard_subscriptions", "kind" => "conversation").increment(1.0);
+            metrics::gauge!(telemetry::SUBSCRIPTIONS, "kind" => "conversation").increment(1.0);
             Feed { tx: self.spawn(conversation_id.to_owned()), members: 0 }
         });
         if new_member {
@@ -201,7 +204,7 @@ impl Feeds {
             feed.members = feed.members.saturating_sub(1);
             if feed.members == 0 {
                 feeds.remove(conversation_id);
-                metrics::gauge!("switchboard_subscriptions", "kind" => "conversation").decrement(1.0);
+                metrics::gauge!(telemetry::SUBSCRIPTIONS, "kind" => "conversation").decrement(1.0);
             }
         }
     }
@@ -259,7 +262,7 @@ impl FeedTask {
                         }
                         Ok(_) => {
                             // Never expected (subjects are injective), so counted, not logged per event.
-                            metrics::counter!("switchboard_foreign_events_dropped_total").increment(1);
+                            metrics::counter!(telemetry::FOREIGN_EVENTS).increment(1);
                         }
                         Err(e) => tracing::warn!(error = %e, subject = %envelope.subject, "event dropped"),
                     },
@@ -323,7 +326,7 @@ impl FeedTask {
         let missing = (first_pending - self.delivered - 1).min(u64::from(self.max_recovery)) as u32;
         match self.store.messages_after(&self.conversation_id, self.delivered, missing).await {
             Ok(found) => {
-                metrics::counter!("switchboard_gaps_filled_total").increment(1);
+                metrics::counter!(telemetry::GAPS_FILLED).increment(1);
                 for message in found {
                     self.pending.insert(message.offset, message);
                 }

@@ -11,7 +11,8 @@
 //!   what), [`clients`] (a client's address behind trusted proxies),
 //!   [`visitors`] (widget visitor ids and signed-in users' hashes),
 //!   [`rules`] (id and text checks), [`wire`] (what a client sees:
-//!   event names, payloads, the answer shape), [`relay`] (counted bus
+//!   event names, payloads, the answer shape), [`telemetry`] (the series an
+//!   edge exports, HTTP request figures, the scrape), [`relay`] (counted bus
 //!   subscriptions that connections share), [`sockets`] (how many this edge
 //!   holds).
 //! - Then: [`session`] (a connection's state), [`feed`] (ordered, gap-free
@@ -47,13 +48,13 @@ pub mod session;
 pub mod socketio;
 pub mod sockets;
 pub mod state;
+pub mod telemetry;
 pub mod visitors;
 pub mod wire;
 pub mod writes;
 
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
 use switchboard_bus::roster::{Announcer, EdgeSeen};
 use switchboard_bus::rpc::Caller;
@@ -82,7 +83,7 @@ impl Edge {
         config: EdgeConfig,
         bus: Arc<dyn Bus>,
         store: Arc<dyn ReadStore>,
-        metrics: PrometheusHandle,
+        metrics: telemetry::Scrape,
     ) -> anyhow::Result<Self> {
         let (layer, io) = socketio::layer(&config.limits);
         let caller = Caller::start(bus.clone(), &config.node_id, config.limits.command_timeout).await?;

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use switchboard_bus::{Bus, Subscription};
 use tokio::task::JoinHandle;
 
+use crate::telemetry;
+
 /// Starts the task that relays one key's subscription to its connections.
 type Start = Box<dyn Fn(String, Subscription) -> JoinHandle<()> + Send + Sync>;
 
@@ -56,7 +58,7 @@ impl Relays {
         }
         let events = self.bus.subscribe(&(self.subject)(key)).await?;
         relays.insert(key.to_owned(), ((self.start)(key.to_owned(), events), 1));
-        metrics::gauge!("switchboard_subscriptions", "kind" => self.kind).increment(1.0);
+        metrics::gauge!(telemetry::SUBSCRIPTIONS, "kind" => self.kind).increment(1.0);
         Ok(())
     }
 
@@ -67,7 +69,7 @@ impl Relays {
             if *count == 0 {
                 task.abort();
                 relays.remove(key);
-                metrics::gauge!("switchboard_subscriptions", "kind" => self.kind).decrement(1.0);
+                metrics::gauge!(telemetry::SUBSCRIPTIONS, "kind" => self.kind).decrement(1.0);
             }
         }
     }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_bus::Bus;
 use switchboard_proto::model::{Channel, Conversation};
 use switchboard_store::ReadStore;
@@ -18,6 +17,7 @@ use crate::feed::Feeds;
 use crate::limits::PerClient;
 use crate::rules::check_id;
 use crate::sockets::Sockets;
+use crate::telemetry::Scrape;
 use crate::visitors::VisitorIds;
 
 pub struct EdgeState {
@@ -27,7 +27,7 @@ pub struct EdgeState {
     pub commands: Commands,
     pub feeds: Feeds,
     pub verifier: Verifier,
-    pub metrics: PrometheusHandle,
+    pub metrics: Scrape,
     pub sockets: Sockets,
     pub agents: AgentsHere,
     pub visitor_ids: VisitorIds,
@@ -43,7 +43,7 @@ impl EdgeState {
         store: Arc<dyn ReadStore>,
         commands: Commands,
         feeds: Feeds,
-        metrics: PrometheusHandle,
+        metrics: Scrape,
     ) -> Self {
         let verifier = Verifier::hs256(&config.jwt_secret);
         let visitor_ids = VisitorIds::new(&config.jwt_secret);

@@ -5,8 +5,11 @@
 //!   `sync`, `whatsapp`, `native`: one package, `switchboard.v1`).
 //! - [`model`]: the domain types with the JSON shapes clients see, and
 //!   conversions to and from the envelopes.
+//! - [`telemetry`]: how a metric series is described, so each crate can list
+//!   its own and a scrape can describe them all.
 
 pub mod model;
+pub mod telemetry;
 
 /// Generated from every `.proto` file of this crate at build time.
 #[allow(clippy::all, missing_docs)]

@@ -21,7 +21,10 @@ pub async fn run(mut settings: Resolved) -> anyhow::Result<()> {
         Some(secret) => (secret, false),
         None => (dev_secret(&settings)?, true),
     };
-    let metrics = metrics_recorder()?;
+    let metrics = metrics_recorder(
+        "dev",
+        &[switchboard_edge::telemetry::SERIES, switchboard_workers::telemetry::SERIES],
+    )?;
     let database = format!("sqlite:{}", settings.data_dir.join("switchboard.db").display());
     let store = switchboard_store::open(&database).await?;
     // One bus for every part of the process.

@@ -9,7 +9,7 @@ use super::settings::Resolved;
 pub async fn run(settings: Resolved) -> anyhow::Result<()> {
     let node = settings.node_id("edge");
     let secret = settings.require_secret()?;
-    let metrics = metrics_recorder()?;
+    let metrics = metrics_recorder("edge", &[switchboard_edge::telemetry::SERIES])?;
     let bus = switchboard_bus::connect(settings.require_nats()?, &node, settings.bus_options()).await?;
     // Read only: whatever an edge changes goes through a command to a worker.
     let store = switchboard_store::open(settings.require_database()?).await?;

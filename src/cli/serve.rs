@@ -6,18 +6,34 @@ use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::Matcher;
 use switchboard_edge::Edge;
 use switchboard_edge::config::EdgeConfig;
+use switchboard_edge::telemetry::{self, Scrape};
+use switchboard_proto::telemetry::Series;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::settings::Resolved;
 
-pub fn metrics_recorder() -> anyhow::Result<PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+/// Latency buckets, in seconds: from half a millisecond (a delivery on one
+/// machine) to ten seconds (a command's timeout).
+const SECONDS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Messages per stored batch.
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Installs the recorder, declares `catalogue` (every series this process
+/// exports, at zero) and this process's build and role, and answers what
+/// `/metrics` renders.
+pub fn metrics_recorder(role: &'static str, catalogue: &[&'static [Series]]) -> anyhow::Result<Scrape> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
+        .set_buckets_for_metric(Matcher::Full(switchboard_workers::telemetry::BATCH_SIZE.into()), BATCH)?
         .install_recorder()
-        .context("installing the metrics recorder")
+        .context("installing the metrics recorder")?;
+    telemetry::declare(catalogue, role);
+    Ok(Scrape::new(handle, catalogue))
 }
 
 pub fn edge_config(settings: &Resolved, node_id: &str, jwt_secret: String) -> EdgeConfig {

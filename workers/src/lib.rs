@@ -17,6 +17,7 @@
 //! - [`inbox`]: agents' inbox updates from new messages, at most one per
 //!   conversation a second, the newest state winning.
 //! - [`sync`]: the tenants' outboxes of sync changes, and their notifications.
+//! - [`telemetry`]: the series workers export.
 //! - [`whatsapp`]: the WhatsApp Cloud API, webhooks in and sends out; its
 //!   [`whatsapp::outbound::Forward`] hook queues a WhatsApp send before a
 //!   message's command is acknowledged.
@@ -28,4 +29,5 @@ pub mod persist;
 pub mod registry;
 pub mod runner;
 pub mod sync;
+pub mod telemetry;
 pub mod whatsapp;

@@ -27,6 +27,7 @@ use switchboard_store::{Appended, Fence, NewConversation, NewMessage, QueuedBotR
 
 use crate::inbox::InboxUpdates;
 use crate::runner::{self, Handler, Outcome, Partitioned};
+use crate::telemetry;
 
 /// How long a bot reply waits for an edge to say it reached a socket.
 const BOT_REPLY_WAIT: Duration = Duration::from_millis(150);
@@ -124,7 +125,11 @@ impl Persist {
             return;
         }
         let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
-        let appended = match self.store.append_messages(&batch, fence).await {
+        metrics::histogram!(telemetry::BATCH_SIZE).record(batch.len() as f64);
+        let started = std::time::Instant::now();
+        let stored = self.store.append_messages(&batch, fence).await;
+        metrics::histogram!(telemetry::STORE_DURATION).record(started.elapsed().as_secs_f64());
+        let appended = match stored {
             Ok(appended) => appended,
             Err(StoreError::Fenced { partition, .. }) => {
                 for (at, _) in valid {

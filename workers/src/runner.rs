@@ -27,6 +27,7 @@ use switchboard_store::{Fence, PartitionStore};
 use tokio::sync::{mpsc, watch};
 
 use crate::ownership::{Order, Ownership};
+use crate::telemetry;
 
 /// How long a command that a client waits on is retried through transient
 /// failures (a database outage): after that the client is told `unavailable`
@@ -303,6 +304,7 @@ async fn settle(bus: &dyn Bus, handler: &dyn Handler, batch: Vec<Delivery>, outc
                     return answer_and_ack(bus, delivery, Some(handler.unavailable())).await;
                 }
                 tokio::time::sleep(pause).await;
+                metrics::counter!(telemetry::COMMANDS_RETURNED).increment(1);
                 if let Err(e) = delivery.nak().await {
                     tracing::warn!(error = %e, "command not returned; it will be redelivered");
                 }

@@ -19,6 +19,7 @@ use switchboard_bus::{Envelope, headers, subjects};
 use super::extract::{AppState, ErrorResponse, Query};
 pub use crate::config::WebhookConfig;
 use crate::error::{ApiError, ErrorCode};
+use crate::telemetry;
 
 /// Meta sends payloads of up to 3 MB.
 pub const MAX_WEBHOOK_BODY: usize = 4 << 20;
@@ -84,14 +85,14 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         return invalid_signature("no app secret is configured");
     };
     if !signature_matches(secret.as_bytes(), &body, signature) {
-        metrics::counter!("switchboard_wa_webhooks_refused_total").increment(1);
+        metrics::counter!(telemetry::WA_WEBHOOKS_REFUSED).increment(1);
         return invalid_signature("X-Hub-Signature-256 is missing or does not match the body");
     }
     let id = hex::encode(Sha256::digest(&body));
     let envelope = Envelope::new(subjects::WA_IN, body).header(headers::EVENT, "wa.webhook");
     match state.bus.publish_durable(envelope, &format!("wa-in:{id}")).await {
         Ok(()) => {
-            metrics::counter!("switchboard_wa_webhooks_total").increment(1);
+            metrics::counter!(telemetry::WA_WEBHOOKS).increment(1);
             (StatusCode::OK, axum::Json(serde_json::json!({ "ok": true }))).into_response()
         }
         Err(e) => ApiError::unavailable(e.to_string()).into_response(),

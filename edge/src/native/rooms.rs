@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::feed::{Fanout, InboxEvent, OnFull};
 use crate::pacer::{CHUNK, Pacer, slot, steps};
 use crate::session::Session;
+use crate::telemetry;
 use crate::wire::{self, event};
 
 /// What goes out on a native connection, before encoding. Small (two words),
@@ -75,15 +76,14 @@ impl Outbox {
             return;
         }
         match self.tx.try_send(frame) {
-            Ok(()) => metrics::counter!("switchboard_deliveries_total", "transport" => "native").increment(1),
+            Ok(()) => metrics::counter!(telemetry::DELIVERIES, "transport" => "native").increment(1),
             Err(mpsc::error::TrySendError::Full(_)) if on_full == OnFull::Skip => {
-                metrics::counter!("switchboard_ephemeral_skipped_total").increment(1);
+                metrics::counter!(telemetry::EPHEMERAL_SKIPPED).increment(1);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Once per connection, however many frames it would have missed.
                 if !self.evicted.swap(true, Ordering::AcqRel) {
-                    metrics::counter!("switchboard_slow_consumers_disconnected_total", "transport" => "native")
-                        .increment(1);
+                    metrics::counter!(telemetry::SLOW_CONSUMERS, "transport" => "native").increment(1);
                     self.close.notify_one();
                 }
             }

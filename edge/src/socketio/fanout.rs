@@ -21,6 +21,7 @@ use switchboard_proto::pb;
 use super::session::session_of;
 use crate::feed::{Fanout, InboxEvent, OnFull};
 use crate::pacer::{CHUNK, Pacer, slot, steps};
+use crate::telemetry;
 use crate::wire::{self, event};
 
 pub fn chat_room(conversation_id: &str) -> String {
@@ -50,11 +51,11 @@ pub fn emit_to(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized)
 fn emit_or(socket: &SocketRef, event: &str, data: &(impl Serialize + ?Sized), on_full: OnFull) -> bool {
     match socket.emit(event, data) {
         Ok(()) => {
-            metrics::counter!("switchboard_deliveries_total", "transport" => "socket.io").increment(1);
+            metrics::counter!(telemetry::DELIVERIES, "transport" => "socket.io").increment(1);
             true
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) if on_full == OnFull::Skip => {
-            metrics::counter!("switchboard_ephemeral_skipped_total").increment(1);
+            metrics::counter!(telemetry::EPHEMERAL_SKIPPED).increment(1);
             false
         }
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
@@ -81,8 +82,7 @@ fn evict(socket: &SocketRef) {
     if socket.extensions.insert(Evicted).is_some() {
         return;
     }
-    metrics::counter!("switchboard_slow_consumers_disconnected_total", "transport" => "socket.io")
-        .increment(1);
+    metrics::counter!(telemetry::SLOW_CONSUMERS, "transport" => "socket.io").increment(1);
     tracing::info!(sid = %socket.id, "disconnecting a socket that stopped reading");
     socket.leave_all();
     tokio::spawn(disconnect_when_drained(socket.clone()));

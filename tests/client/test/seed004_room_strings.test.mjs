@@ -101,8 +101,11 @@ describe("the room-string widget: join/leave with room strings", () => {
     const sub = `visitor-${id.slice(0, 8)}`;
     const inbox = await connect(ctx.server.url, { token: ctx.server.agentToken("agent-inbox-004") });
     const w = await widget(sub, [id]);
-    w.socket.emit("join", `chat:${id}`);
+    // The ack (which the seed's widget does not ask for) says the socket is in the
+    // room: `conversation:new` goes out as the join creates it, before that.
+    const joined = w.socket.timeout(3000).emitWithAck("join", `chat:${id}`);
     const ev = await once(inbox, "conversation:new", { filter: (e) => e?.conversation?.id === id });
+    assert.equal((await joined).ok, true);
     assert.equal(ev.conversation.customer.id, sub);
     assert.equal(ev.conversation.channel, "web");
     const msg = await send(inbox, id, "bem-vindo");

@@ -27,6 +27,7 @@ use super::graph::{Graph, SendError};
 use super::{DURABLE_OUT, WhatsappConfig, announce};
 use crate::persist::AfterAppend;
 use crate::runner::{self, Handler, Intake, Outcome};
+use crate::telemetry;
 
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Sends in flight at once per process.
@@ -143,7 +144,7 @@ impl Outbound {
             attempts += 1;
             match self.graph.send_text(number, token, &send.to, &send.text).await {
                 Ok(wamid) => {
-                    metrics::counter!("switchboard_wa_sent_total").increment(1);
+                    metrics::counter!(telemetry::WA_SENT).increment(1);
                     if self.store.record_sent(message_id, &wamid, Timestamp::now()).await? {
                         let update = StatusUpdate {
                             message_id,
@@ -167,7 +168,7 @@ impl Outbound {
                     return Ok(true);
                 }
                 Err(SendError::Retry { code, message, retry_after }) => {
-                    metrics::counter!("switchboard_wa_retries_total").increment(1);
+                    metrics::counter!(telemetry::WA_RETRIES).increment(1);
                     tracing::info!(%message_id, ?code, %message, attempts, "whatsapp send retried");
                     self.store.record_failure(message_id, &message, false, Timestamp::now()).await?;
                     tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempts))).await;
@@ -177,7 +178,7 @@ impl Outbound {
     }
 
     async fn fail(&self, message_id: Uuid, send: &pb::WhatsappSend, error: &SendError) -> anyhow::Result<()> {
-        metrics::counter!("switchboard_wa_failed_total").increment(1);
+        metrics::counter!(telemetry::WA_FAILED).increment(1);
         tracing::warn!(%message_id, code = error.code(), message = error.message(), "whatsapp send failed");
         if !self.store.record_failure(message_id, error.message(), true, Timestamp::now()).await? {
             return Ok(());
