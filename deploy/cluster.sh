@@ -22,7 +22,8 @@
 #   SWITCHBOARD_PARTITIONS=32            command partitions (every process gets the same)
 #
 # DIR/cluster.env holds shell assignments: NATS_URL, DATABASE_URL, SECRET, PARTITIONS,
-# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID, SYNC<i>_PID, WA<i>_PID, NATS<i>_PID with NATS_NODES
+# EDGE<i>_URL and EDGE<i>_PID, WORKER<i>_PID, SYNC<i>_PID, WA<i>_PID (each worker also
+# <NAME>_METRICS_URL, its /metrics), NATS<i>_PID with NATS_NODES
 # (i from 1), and what `down` needs.
 # Logs: DIR/logs/edge<i>.log, DIR/logs/worker<i>.log, DIR/logs/sync<i>.log, and NATS's and PostgreSQL's own.
 set -euo pipefail
@@ -145,15 +146,17 @@ up() {
 
 # start_worker KIND I: worker number I of KIND (persist: worker<I>, sync: sync<I>, whatsapp: wa<I>).
 start_worker() {
-  local kind="$1" i="$2" name pid
+  local kind="$1" i="$2" name pid port
   case "$kind" in
     persist) name="worker$i" ;;
     sync) name="sync$i" ;;
     whatsapp) name="wa$i" ;;
     *) usage ;;
   esac
-  pid=$(spawn "$name" worker "$kind")
+  port=$(free_port)
+  pid=$(SWITCHBOARD_METRICS_ADDR="127.0.0.1:$port" spawn "$name" worker "$kind")
   record "${name^^}_PID" "$pid"
+  record "${name^^}_METRICS_URL" "http://127.0.0.1:$port/metrics"
   await_line "$pid" "$DIR/logs/$name.log" "ready"
   echo "$name"
 }

@@ -58,6 +58,15 @@ impl Envelope {
     }
 }
 
+/// What a durable consumer has not yet acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Waiting, or delivered and in hand.
+    pub pending: u64,
+    /// Of those, delivered more than once (given back, or not acknowledged in time).
+    pub redelivered: u64,
+}
+
 /// A durable stream the project declares (and creates in JetStream at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DurableStream {
@@ -158,10 +167,9 @@ pub trait Bus: Send + Sync + 'static {
         max: usize,
         wait: std::time::Duration,
     ) -> Result<Consumer>;
-    /// How many messages of `durable` (consuming `filter`) are not yet
-    /// acknowledged, waiting or in hand; an error while no consumer process
-    /// has made it.
-    async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<u64>;
+    /// What `durable` (consuming `filter`) has not yet acknowledged; an
+    /// error while no consumer process has made it.
+    async fn backlog(&self, stream: DurableStream, durable: &str, filter: &str) -> Result<Backlog>;
     /// The leases every process on this bus shares.
     fn leases(&self) -> std::sync::Arc<dyn Leases>;
     /// Whether the bus can take publishes now.

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::leases::MemoryLeases;
 use crate::subjects::{is_wildcard, matches};
 use crate::{
-    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Leases, Result, Subscription,
+    Acker, Backlog, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Leases, Result, Subscription,
 };
 
 /// How many undelivered messages a subscriber may have before the newest are
@@ -101,6 +101,8 @@ struct WorkQueue {
 struct Lanes {
     next_seq: u64,
     by_subject: HashMap<String, VecDeque<(u64, Envelope)>>,
+    /// The messages given back and not yet acknowledged since, by their subject.
+    redelivered: HashMap<u64, String>,
 }
 
 impl WorkQueue {
@@ -119,16 +121,19 @@ impl WorkQueue {
     fn push_front(&self, seq: u64, envelope: Envelope) {
         {
             let mut lanes = self.lanes.lock().expect("queue lock");
+            lanes.redelivered.insert(seq, envelope.subject.clone());
             lanes.by_subject.entry(envelope.subject.clone()).or_default().push_front((seq, envelope));
         }
         self.ready.notify_waiters();
     }
 
-    fn waiting(&self, filter: &str) -> u64 {
+    fn waiting(&self, filter: &str) -> Backlog {
         let lanes = self.lanes.lock().expect("queue lock");
-        let matching =
-            lanes.by_subject.iter().filter(|(subject, _)| filter.is_empty() || matches(filter, subject));
-        matching.map(|(_, lane)| lane.len() as u64).sum()
+        let wanted = |subject: &str| filter.is_empty() || matches(filter, subject);
+        Backlog {
+            pending: lanes.by_subject.iter().filter(|(s, _)| wanted(s)).map(|(_, l)| l.len() as u64).sum(),
+            redelivered: lanes.redelivered.values().filter(|s| wanted(s)).count() as u64,
+        }
     }
 
     async fn pop(&self, filter: &str) -> (u64, Envelope) {
@@ -160,6 +165,7 @@ struct QueueAcker {
 #[async_trait]
 impl Acker for QueueAcker {
     async fn ack(self: Box<Self>) -> Result<()> {
+        self.queue.lanes.lock().expect("queue lock").redelivered.remove(&self.seq);
         Ok(())
     }
 
@@ -333,7 +339,7 @@ impl Bus for MemoryBus {
         })))
     }
 
-    async fn backlog(&self, stream: DurableStream, _durable: &str, filter: &str) -> Result<u64> {
+    async fn backlog(&self, stream: DurableStream, _durable: &str, filter: &str) -> Result<Backlog> {
         Ok(self.queue(stream).waiting(filter))
     }
 

@@ -95,6 +95,8 @@ pub struct PartitionSeen {
     pub owner: Option<String>,
     /// Commands not yet acknowledged; `None` when the bus did not say.
     pub backlog: Option<u64>,
+    /// Of those, delivered more than once.
+    pub redelivered: Option<u64>,
 }
 
 /// The cluster at a glance.
@@ -140,7 +142,14 @@ impl Roster {
             {
                 worker.owns.push(partition);
             }
-            roster.partitions.push(PartitionSeen { kind: family.kind(), partition, owner, backlog });
+            let (backlog, redelivered) = (backlog.map(|b| b.pending), backlog.map(|b| b.redelivered));
+            roster.partitions.push(PartitionSeen {
+                kind: family.kind(),
+                partition,
+                owner,
+                backlog,
+                redelivered,
+            });
         }
         roster.edges.sort_by(|a, b| a.node.cmp(&b.node));
         roster.workers.sort_by(|a, b| (a.kind, &a.node).cmp(&(b.kind, &b.node)));

@@ -24,6 +24,7 @@ pub enum Target {
 /// An agent named as the new assignee; its name defaults to its id.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct AssigneeInput {
+    #[schema(schema_with = crate::rules::id_schema)]
     id: String,
     name: Option<String>,
 }
@@ -86,7 +87,7 @@ pub async fn assign(
     let by = who.sender();
     match target {
         Target::Claim if who.role != Role::Agent => {
-            Err(ApiError::bad_request("only an agent claims a conversation: name an assignee"))
+            Err(ApiError::forbidden("only an agent claims a conversation: name an assignee"))
         }
         Target::Claim => state.commands.assign(conversation_id, &by, true, None).await,
         Target::Transfer(assignee) => {

@@ -110,6 +110,9 @@ impl Edge {
         };
         let router = http::router(state.clone())
             .merge(native::routes(native.clone()).with_state(state.clone()))
+            // After every merge: a merged router's fallback replaces the one before,
+            // and each route and the fallback must be counted.
+            .layer(axum::middleware::from_fn(telemetry::track_http))
             .layer(axum::middleware::map_response(http::json_errors))
             .layer(layer)
             .layer(axum::middleware::map_request(socketio::detach_handshake_head))

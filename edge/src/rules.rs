@@ -5,12 +5,48 @@
 use crate::config::Limits;
 use crate::error::ApiError;
 
-/// The longest conversation id or client_msg_id accepted.
-pub const MAX_ID_LEN: usize = 128;
+pub use switchboard_proto::model::{MAX_ID_LEN, id_schema, optional_id_schema};
+
+/// Text [`check_text`] takes: at least one character that is not white
+/// space (as `str::trim` means it; its length is SWITCHBOARD_MAX_TEXT_LEN's).
+pub fn text_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    const NOT_WHITE_SPACE: &str =
+        r"[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(NOT_WHITE_SPACE)).build()
+}
+
+/// A query's count (a page's `limit`): what a `u32` holds.
+pub fn count_schema() -> utoipa::openapi::schema::Object {
+    integer_up_to(f64::from(u32::MAX))
+}
+
+/// The largest offset a client may name: the largest integer a JSON number
+/// (a JavaScript client's) holds exactly.
+pub const MAX_OFFSET: u64 = (1 << 53) - 1;
+
+/// A query's offset, up to [`MAX_OFFSET`].
+pub fn offset_schema() -> utoipa::openapi::schema::Object {
+    integer_up_to(MAX_OFFSET as f64)
+}
+
+fn integer_up_to(max: f64) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0.0)).maximum(Some(max)).build()
+}
+
+/// A path's `{id}`: a conversation's.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConversationPath {
+    /// The conversation's id.
+    #[param(schema_with = id_schema)]
+    pub id: String,
+}
 
 /// Ids become bus subject tokens and database keys: keep them short and printable.
 pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+    if id.is_empty() || id.chars().count() > MAX_ID_LEN || id.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!("{field} must be 1 to {MAX_ID_LEN} printable characters")));
     }
     Ok(())

@@ -15,6 +15,8 @@ pub const SOCKETS: &str = "switchboard_sockets";
 pub const SUBSCRIPTIONS: &str = "switchboard_subscriptions";
 pub const DELIVERIES: &str = "switchboard_deliveries_total";
 pub const EPHEMERAL_SKIPPED: &str = "switchboard_ephemeral_skipped_total";
+pub const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
+pub const CONNECTIONS_CLOSED: &str = "switchboard_connections_closed_total";
 pub const SLOW_CONSUMERS: &str = "switchboard_slow_consumers_disconnected_total";
 pub const FOREIGN_EVENTS: &str = "switchboard_foreign_events_dropped_total";
 pub const GAPS_FILLED: &str = "switchboard_gaps_filled_total";
@@ -36,6 +38,13 @@ pub const SERIES: &[Series] = &[
         "Bus subscriptions this edge holds for its sockets, by what they follow.",
         &[&[("kind", "conversation")], &[("kind", "tenant")], &[("kind", "phone")]],
     ),
+    Series::new(
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "Sockets refused at connect, by transport and the error code they were told.",
+        &[],
+    ),
+    Series::new(CONNECTIONS_CLOSED, Kind::Counter, "Sockets ended, by transport and reason.", &[]),
     Series::new(DELIVERIES, Kind::Counter, "Events written to client sockets.", TRANSPORTS),
     Series::new(
         EPHEMERAL_SKIPPED,
@@ -120,6 +129,9 @@ pub struct Scrape {
 }
 
 impl Scrape {
+    /// The Prometheus text format's content type.
+    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4";
+
     pub fn new(handle: PrometheusHandle, catalogue: &[&'static [Series]]) -> Self {
         let process = metrics_process::Collector::default();
         process.describe();

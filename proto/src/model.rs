@@ -49,12 +49,50 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// The longest id a client may name (a conversation's, a `client_msg_id`, a
+/// customer's), in characters.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The schema of an id as the edge's checks take it: 1 to [`MAX_ID_LEN`]
+/// characters, none a control character (Unicode's Cc, `char::is_control`).
+pub fn id_schema() -> utoipa::openapi::schema::Object {
+    id_builder().build()
+}
+
+/// [`id_schema`], or `null`: an optional field's id.
+pub fn optional_id_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    id_builder().schema_type(SchemaType::from_iter([Type::String, Type::Null])).build()
+}
+
+fn id_builder() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+}
+
 /// Declares a string-valued enum with its wire names, once.
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        // By hand: the derive does not see a `rename` a macro passes it, and
+        // would document the variants' Rust names.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub fn as_str(self) -> &'static str {

@@ -58,7 +58,7 @@ pub async fn run(mut settings: Resolved) -> anyhow::Result<()> {
     if generated {
         print_welcome(&url, &secret);
     }
-    print_widget(&url, &settings);
+    print_pages(&url, &settings, &secret);
     println!("switchboard dev ready on {url}");
     serve(edge, listener, &settings).await
 }
@@ -73,18 +73,42 @@ fn own_origins(url: &str) -> Vec<String> {
     vec![url.to_owned(), format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")]
 }
 
-/// The site keys that work from this process's own pages, and the demo page using one.
-fn print_widget(url: &str, settings: &Resolved) {
+/// The pages to open: the demo page with a site key that works from this
+/// process's own origin, and the agent inbox signed in as the demo agent.
+fn print_pages(url: &str, settings: &Resolved, secret: &str) {
     let own = own_origins(url);
     let usable =
         settings.widget.sites.iter().find(|(_, origins)| origins.iter().any(|o| o == "*" || own.contains(o)));
+    let agent = demo_token(secret, "demo-agent", "agent", "Demo Agent", None);
+    println!("\nOpen in a browser:\n  agent inbox: {url}/demo/agent?token={agent}");
     match usable {
         Some((key, _)) => println!(
-            "\nWidget site key for this origin: {key}\n  demo page: {url}/demo/?site_key={key}\n  \
-             embed:     <script src=\"{url}/widget.js\" data-site-key=\"{key}\"></script>\n"
+            "  demo page:   {url}/demo/?site_key={key}\n\nWidget site key for this origin: {key}\n  \
+             embed: <script src=\"{url}/widget.js\" data-site-key=\"{key}\"></script>\n"
         ),
-        None => println!("\nNo widget site key allows {url}: see SWITCHBOARD_WIDGET_SITES\n"),
+        None => println!(
+            "  demo page:   {url}/demo/?token=<a customer token>\n\n\
+             No widget site key allows {url}: see SWITCHBOARD_WIDGET_SITES\n"
+        ),
     }
+}
+
+/// A token for the demo's users, valid 30 days.
+fn demo_token(secret: &str, sub: &str, role: &str, name: &str, conversations: Option<Vec<String>>) -> String {
+    mint(
+        secret,
+        &Claims {
+            sub: sub.into(),
+            role: role.into(),
+            name: Some(name.into()),
+            phone: (role == "customer").then(|| "5215550001".into()),
+            email: None,
+            conversations,
+            site: None,
+            jti: None,
+            exp: expires_in(30 * 24 * 3600),
+        },
+    )
 }
 
 /// A secret kept in the data directory, so demo tokens survive restarts.
@@ -99,22 +123,8 @@ fn dev_secret(settings: &Resolved) -> anyhow::Result<String> {
 }
 
 fn print_welcome(url: &str, secret: &str) {
-    let token = |sub: &str, role: &str, name: &str, conversations: Option<Vec<String>>| {
-        mint(
-            secret,
-            &Claims {
-                sub: sub.into(),
-                role: role.into(),
-                name: Some(name.into()),
-                phone: (role == "customer").then(|| "5215550001".into()),
-                email: None,
-                conversations,
-                site: None,
-                jti: None,
-                exp: expires_in(30 * 24 * 3600),
-            },
-        )
-    };
+    let token =
+        |sub: &str, role: &str, name: &str, conversations| demo_token(secret, sub, role, name, conversations);
     let customer = token("demo-customer", "customer", "Demo Customer", Some(vec!["demo".into()]));
     let agent = token("demo-agent", "agent", "Demo Agent", None);
     let service = token("demo-service", "service", "Demo Backend", None);

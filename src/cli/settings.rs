@@ -39,6 +39,8 @@ macro_rules! settings {
 settings! {
     /// Listen address.
     http_addr: SocketAddr = "SWITCHBOARD_HTTP_ADDR",
+    /// Workers: where `/metrics` and `/healthz` listen (unset: nowhere).
+    metrics_addr: SocketAddr = "SWITCHBOARD_METRICS_ADDR",
     /// Where `dev` keeps its SQLite file.
     data_dir: PathBuf = "SWITCHBOARD_DATA_DIR",
     /// NATS server(s) of a scale-out cluster, comma-separated.
@@ -111,6 +113,7 @@ settings! {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub http_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
     pub nats_replicas: usize,
@@ -160,6 +163,7 @@ impl Settings {
         };
         Ok(Resolved {
             http_addr: s.http_addr.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            metrics_addr: s.metrics_addr,
             data_dir: s.data_dir.unwrap_or_else(|| "./data".into()),
             nats_url: s.nats_url.filter(|u| !u.is_empty()),
             nats_replicas: s.nats_replicas.unwrap_or(1).max(1),

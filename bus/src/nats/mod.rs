@@ -33,7 +33,8 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::{
-    Acker, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Headers, Leases, Result, Subscription,
+    Acker, Backlog, Bus, BusError, Consumer, Delivery, DurableStream, Envelope, Headers, Leases, Result,
+    Subscription,
 };
 use leases::NatsLeases;
 
@@ -397,7 +398,7 @@ impl Bus for NatsBus {
         ))
     }
 
-    async fn backlog(&self, stream: DurableStream, durable: &str, _filter: &str) -> Result<u64> {
+    async fn backlog(&self, stream: DurableStream, durable: &str, _filter: &str) -> Result<Backlog> {
         // Read, never made: whoever asks (an edge, `switchboard status`) must
         // not create consumers or change their settings.
         let mut consumer: jetstream::consumer::PullConsumer = self
@@ -406,7 +407,10 @@ impl Bus for NatsBus {
             .await
             .map_err(|e| unavailable(format!("no consumer {durable}"), e))?;
         let info = consumer.info().await.map_err(|e| unavailable(format!("no info on {durable}"), e))?;
-        Ok(info.num_pending + info.num_ack_pending as u64)
+        Ok(Backlog {
+            pending: info.num_pending + info.num_ack_pending as u64,
+            redelivered: info.num_redelivered as u64,
+        })
     }
 
     fn leases(&self) -> Arc<dyn Leases> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use switchboard_bus::rpc::{Caller, reply};
 use switchboard_bus::subjects::{Family, op};
-use switchboard_bus::{Bus, BusError, DurableStream, Envelope, headers, subjects};
+use switchboard_bus::{Backlog, Bus, BusError, DurableStream, Envelope, headers, subjects};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long silence must last to count as "nothing more comes".
@@ -208,11 +208,13 @@ pub async fn a_pull_takes_at_most_its_share_and_ends(bus: Arc<dyn Bus>, partitio
     for delivery in first {
         delivery.ack().await.unwrap();
     }
-    assert_eq!(bus.backlog(DurableStream::Commands, &durable, &filter).await.unwrap(), 1);
+    let backlog = || bus.backlog(DurableStream::Commands, &durable, &filter);
+    assert_eq!(backlog().await.unwrap(), Backlog { pending: 1, redelivered: 0 });
     let second: Vec<_> = pull(5).await.unwrap().collect().await;
     assert_eq!(second.len(), 1, "a pull ends once its wait is over, whatever it got");
     second.into_iter().next().unwrap().nak().await.unwrap();
     let third: Vec<_> = pull(5).await.unwrap().collect().await;
+    assert_eq!(backlog().await.unwrap(), Backlog { pending: 1, redelivered: 1 }, "delivered again, in hand");
     assert_eq!(
         third.iter().map(|d| d.envelope.payload.clone()).collect::<Vec<_>>(),
         ["m2"],
@@ -221,5 +223,5 @@ pub async fn a_pull_takes_at_most_its_share_and_ends(bus: Arc<dyn Bus>, partitio
     for delivery in third {
         delivery.ack().await.unwrap();
     }
-    assert_eq!(bus.backlog(DurableStream::Commands, &durable, &filter).await.unwrap(), 0);
+    assert_eq!(backlog().await.unwrap(), Backlog::default());
 }

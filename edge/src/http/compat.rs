@@ -6,14 +6,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use switchboard_proto::model::{Customer, Message, Role, Sender};
 use utoipa::ToSchema;
 
 use super::extract::{AppState, Body, Caller};
 use crate::commands::Draft;
 use crate::error::ApiError;
-use crate::rules::{check_id, check_text};
+use crate::rules::{check_id, check_text, id_schema, optional_id_schema, text_schema};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/bot-reply", post(bot_reply)).route("/api/notify/message", post(notify_message))
@@ -23,8 +22,16 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BotReplyRequest {
+    /// Its digits are the number; it must hold one.
+    #[schema(required = true, schema_with = phone_schema)]
     target_user_whats_app_number: Option<String>,
+    #[schema(required = true, schema_with = text_schema)]
     message_text: Option<String>,
+}
+
+fn phone_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some("[0-9]")).build()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,12 +74,22 @@ async fn bot_reply(
     })
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct NotifyAnswer {
+    success: bool,
+    /// As stored (the stored one again for a repeated `messageId`).
+    message: Message,
+}
+
 /// The ticketing backend's notification: a ticket's message.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifyMessage {
+    #[schema(schema_with = id_schema)]
     ticket_id: String,
+    #[schema(schema_with = optional_id_schema)]
     message_id: Option<String>,
+    #[schema(schema_with = text_schema)]
     content: String,
     #[serde(default)]
     is_client: bool,
@@ -81,12 +98,12 @@ pub struct NotifyMessage {
 /// A message in conversation `ticketId` (created when missing); `messageId`
 /// makes a repeated notification store nothing new.
 #[utoipa::path(post, path = "/api/notify/message", request_body = NotifyMessage,
-    responses((status = 200, body = Message)))]
+    responses((status = 200, body = NotifyAnswer)))]
 async fn notify_message(
     State(state): State<AppState>,
     Caller(who): Caller,
     Body(body): Body<NotifyMessage>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotifyAnswer>, ApiError> {
     who.require_staff()?;
     check_id("ticketId", &body.ticket_id)?;
     if let Some(id) = &body.message_id {
@@ -115,5 +132,5 @@ async fn notify_message(
         private: false,
     };
     let (message, _): (Message, bool) = state.commands.send_message(draft).await?;
-    Ok(Json(json!({ "success": true, "message": message })))
+    Ok(Json(NotifyAnswer { success: true, message }))
 }

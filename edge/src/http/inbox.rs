@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::extract::{AppState, Caller, ErrorResponse};
 use crate::error::ApiError;
 use crate::handling::{self, AssignRequest};
+use crate::rules::ConversationPath;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,13 +31,13 @@ fn request(body: &[u8]) -> Result<AssignRequest, ApiError> {
 }
 
 /// Claim, transfer or unassign a conversation; 409 when another agent holds what a claim asked for.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", request_body = AssignRequest,
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/assign", params(ConversationPath), request_body = AssignRequest,
     responses((status = 200, body = Conversation), (status = 409, body = ErrorResponse),
         (status = 404, body = ErrorResponse), (status = 403, body = ErrorResponse)))]
 async fn assign(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    Path(ConversationPath { id }): Path<ConversationPath>,
     body: axum::body::Bytes,
 ) -> Result<Json<Conversation>, ApiError> {
     let target = request(&body)?.target()?;
@@ -44,34 +45,34 @@ async fn assign(
 }
 
 /// Close a conversation.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/close",
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", params(ConversationPath),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorResponse)))]
 async fn close(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    Path(ConversationPath { id }): Path<ConversationPath>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(handling::set_status(&state, &who, &id, ConversationStatus::Closed).await?))
 }
 
 /// Reopen a conversation.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/reopen",
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/reopen", params(ConversationPath),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorResponse)))]
 async fn reopen(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    Path(ConversationPath { id }): Path<ConversationPath>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(handling::set_status(&state, &who, &id, ConversationStatus::Open).await?))
 }
 
 /// Ask for a human: the conversation becomes `pending`.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff",
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", params(ConversationPath),
     responses((status = 200, body = Conversation), (status = 404, body = ErrorResponse)))]
 async fn handoff(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    Path(ConversationPath { id }): Path<ConversationPath>,
 ) -> Result<Json<Conversation>, ApiError> {
     Ok(Json(handling::set_status(&state, &who, &id, ConversationStatus::Pending).await?))
 }

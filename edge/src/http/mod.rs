@@ -42,7 +42,6 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::routes())
         .merge(widget::routes())
         .layer(DefaultBodyLimit::max(limits.max_payload))
-        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         // Its own, larger limit (Meta's payloads reach 3 MB), and signed, not authenticated.
         .merge(whatsapp::routes())
         .with_state(state)

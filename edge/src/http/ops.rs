@@ -9,11 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
-use switchboard_bus::roster::Roster;
+use switchboard_bus::roster::{PartitionSeen, Roster};
 use utoipa::OpenApi;
 
 use super::extract::AppState;
 use super::{compat, conversations, inbox, sync, whatsapp, widget};
+use crate::telemetry::Scrape;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -64,11 +65,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Err(e)) => tracing::warn!(error = %e, "cluster figures left out of /metrics"),
         Err(_) => tracing::warn!("cluster figures left out of /metrics: the bus did not answer in time"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, Scrape::CONTENT_TYPE)], body)
 }
 
 fn cluster_series(roster: &Roster, out: &mut String) {
     use std::fmt::Write;
+    let partition = |p: &PartitionSeen| format!("kind=\"{}\",partition=\"{}\"", p.kind, p.partition);
     let mut series = |name: &str, help: &str, rows: Vec<(String, u64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (labels, value) in rows {
@@ -92,11 +94,12 @@ fn cluster_series(roster: &Roster, out: &mut String) {
     series(
         "switchboard_partition_backlog",
         "Commands of a partition not yet acknowledged by its worker.",
-        roster
-            .partitions
-            .iter()
-            .filter_map(|p| Some((format!("kind=\"{}\",partition=\"{}\"", p.kind, p.partition), p.backlog?)))
-            .collect(),
+        roster.partitions.iter().filter_map(|p| Some((partition(p), p.backlog?))).collect(),
+    );
+    series(
+        "switchboard_partition_redelivered",
+        "Commands of a partition delivered more than once and not yet acknowledged.",
+        roster.partitions.iter().filter_map(|p| Some((partition(p), p.redelivered?))).collect(),
     );
 }
 
@@ -129,19 +132,81 @@ fn escape(value: &str) -> String {
         whatsapp::receive,
         widget::open_session,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&Security, &Errors)
 )]
 struct ApiDoc;
 
-struct BearerAuth;
+/// The three ways a caller proves who it is: a JWT (every operation unless
+/// it says otherwise), a tenant's sync API key, and Meta's webhook signature.
+struct Security;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        let api_key = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("A tenant's key of SWITCHBOARD_SYNC_API_KEYS"))
+            .build();
+        components.add_security_scheme("sync_api_key", SecurityScheme::Http(api_key));
+        let signature = ApiKey::Header(ApiKeyValue::with_description(
+            "X-Hub-Signature-256",
+            "sha256=<hex HMAC-SHA256 of the raw body under the app secret>",
+        ));
+        components.add_security_scheme("webhook_signature", SecurityScheme::ApiKey(signature));
         openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// The refusals every operation can answer, each in the one error shape:
+/// 400 for input it takes, 401 behind a credential, 413 for a body over the
+/// payload limit, 500 and 503 anywhere, and 504 `outcome_unknown` for a
+/// write a worker did not answer in time.
+struct Errors;
+
+impl utoipa::Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder, path::HttpMethod};
+        let error = |why: &str| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build();
+            ResponseBuilder::new().description(why).content("application/json", body).build()
+        };
+        let open_security = openapi.security.clone();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [(HttpMethod::Get, item.get.as_mut()), (HttpMethod::Post, item.post.as_mut())];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let takes_input = operation.request_body.is_some()
+                    || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let security = operation.security.as_ref().or(open_security.as_ref());
+                let secured = security.is_some_and(|s| s.iter().any(|r| *r != Default::default()));
+                let write = method == HttpMethod::Post && operation.security.is_none();
+                let mut add = |code: &str, why: &str| {
+                    operation.responses.responses.entry(code.to_owned()).or_insert_with(|| error(why).into());
+                };
+                if takes_input {
+                    add("400", "malformed input: the message says what was wrong");
+                }
+                if secured {
+                    add("401", "a missing, invalid or expired credential");
+                }
+                if operation.request_body.is_some() {
+                    add(
+                        "413",
+                        "a body over SWITCHBOARD_MAX_PAYLOAD, or a text over SWITCHBOARD_MAX_TEXT_LEN",
+                    );
+                }
+                add("500", "a fault of the server, never of the request");
+                add("503", "the bus or the database cannot do it now, and nothing was done");
+                if write {
+                    add("504", "no worker answered in time: retry with the same client_msg_id");
+                }
+            }
+        }
     }
 }
 

@@ -9,14 +9,14 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchboard_proto::model::Role;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{AppState, Body, Caller, ErrorResponse, Query, bearer};
 use crate::error::{ApiError, ErrorCode};
-use crate::rules::check_id;
+use crate::rules::{MAX_OFFSET, check_id, count_schema, id_schema, offset_schema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -70,13 +70,15 @@ pub struct PulledChanges {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PullQuery {
     /// At most this many (default 100, at most 1000).
+    #[param(schema_with = count_schema)]
     limit: Option<u32>,
 }
 
 /// The tenant's unconfirmed changes; they come back until confirmed.
-#[utoipa::path(get, path = "/sync/pull-changes", params(PullQuery),
+#[utoipa::path(get, path = "/sync/pull-changes", params(PullQuery), security(("sync_api_key" = [])),
     responses((status = 200, body = PulledChanges), (status = 401, body = ErrorResponse)))]
 async fn pull_changes(
     State(state): State<AppState>,
@@ -92,14 +94,39 @@ async fn pull_changes(
     Ok(Json(PulledChanges { changes: changes.iter().map(|c| c.to_json()).collect(), cursor }))
 }
 
-#[derive(Deserialize, ToSchema)]
+/// `{cursor}`: every change with seq up to it; or `{ids}`: those changes.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    /// Confirms every change with seq up to this.
     cursor: Option<u64>,
-    /// Or these changes.
     ids: Option<Vec<String>>,
 }
+
+// By hand: exactly one of the two, which the derive cannot say.
+impl utoipa::PartialSchema for ConfirmRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let cursor = serde_json::to_value(offset_schema()).expect("a schema is JSON");
+        let ids = json!({
+            "type": "array",
+            "items": { "type": "string", "format": "uuid" },
+            "minItems": 1,
+            "maxItems": MAX_LIMIT,
+        });
+        let null = json!({ "type": "null" });
+        let shape = |required: &str, cursor: &Value, ids: &Value| {
+            json!({
+                "type": "object",
+                "required": [required],
+                "properties": { "cursor": cursor, "ids": ids },
+                "additionalProperties": false,
+            })
+        };
+        let schema = json!({ "oneOf": [shape("cursor", &cursor, &null), shape("ids", &null, &ids)] });
+        serde_json::from_value(schema).expect("the schema above is one")
+    }
+}
+
+impl ToSchema for ConfirmRequest {}
 
 #[derive(Serialize, ToSchema)]
 pub struct Confirmed {
@@ -108,7 +135,7 @@ pub struct Confirmed {
 }
 
 /// Confirm changes through a cursor, or by id.
-#[utoipa::path(post, path = "/sync/confirm", request_body = ConfirmRequest,
+#[utoipa::path(post, path = "/sync/confirm", request_body = ConfirmRequest, security(("sync_api_key" = [])),
     responses((status = 200, body = Confirmed), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse)))]
 async fn confirm(
     State(state): State<AppState>,
@@ -116,6 +143,9 @@ async fn confirm(
     Body(body): Body<ConfirmRequest>,
 ) -> Result<Json<Confirmed>, ApiError> {
     let ids = match (body.cursor, body.ids) {
+        (Some(cursor), None) if cursor > MAX_OFFSET => {
+            return Err(ApiError::bad_request(format!("cursor is at most {MAX_OFFSET}")));
+        }
         (Some(_), None) => Vec::new(),
         (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_LIMIT as usize => {
             if let Some(bad) = ids.iter().find(|id| id.parse::<Uuid>().is_err()) {
@@ -135,10 +165,13 @@ async fn confirm(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSyncChange {
+    #[schema(schema_with = id_schema)]
     tenant: String,
     /// What changed, e.g. `order`.
+    #[schema(schema_with = id_schema)]
     entity: String,
     /// How, e.g. `create`, `update`, `delete`.
+    #[schema(schema_with = id_schema)]
     op: String,
     /// Any JSON document.
     data: Value,

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Handshake {
     #[serde(rename = "hub.mode")]
     #[param(rename = "hub.mode")]
@@ -70,8 +71,7 @@ pub async fn verify(State(state): State<AppState>, Query(hs): Query<Handshake>) 
     post,
     path = "/webhooks/whatsapp",
     tag = "whatsapp",
-    security(()),
-    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body with the app secret>")),
+    security(("webhook_signature" = [])),
     request_body(content = Object, description = "Meta's webhook envelope, taken as raw bytes", content_type = "application/json"),
     responses(
         (status = 200, description = "accepted: stored on the bus for the WhatsApp worker"),

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::extract::{AppState, Body, ErrorResponse};
 use crate::auth::{Claims, mint};
 use crate::error::{ApiError, ErrorCode};
-use crate::rules::check_id;
+use crate::rules::{check_id, optional_id_schema};
 use crate::visitors::user_hash_matches;
 
 pub const SESSIONS: &str = "/api/v1/widget/sessions";
@@ -42,6 +42,7 @@ pub struct SessionRequest {
     /// From an earlier session; kept by the widget in `localStorage`.
     visitor_id: Option<String>,
     /// A signed-in user of the site, with `user_hash`.
+    #[schema(schema_with = optional_id_schema)]
     user_id: Option<String>,
     /// Lowercase hex HMAC-SHA256 of `user_id` under the identity secret.
     user_hash: Option<String>,

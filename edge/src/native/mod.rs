@@ -38,6 +38,7 @@ use crate::chat::{self, Audience, Ctx, Operation, Peer, Responder};
 use crate::error::ApiError;
 use crate::http::extract::{AppState, Caller};
 use crate::session::Session;
+use crate::sockets::Closed;
 use crate::wire::{self, event};
 use switchboard_proto::model::Role;
 
@@ -58,32 +59,43 @@ pub fn routes(rooms: Arc<NativeRooms>) -> Router<AppState> {
 async fn open(
     State(state): State<AppState>,
     Extension(rooms): Extension<Arc<NativeRooms>>,
-    Caller(who): Caller,
+    caller: Result<Caller, ApiError>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    accept(state, rooms, who, upgrade, None)
+    accept(state, rooms, caller, upgrade, None)
 }
 
 async fn open_joined(
     State(state): State<AppState>,
     Extension(rooms): Extension<Arc<NativeRooms>>,
-    Caller(who): Caller,
+    caller: Result<Caller, ApiError>,
     Path(conversation_id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    accept(state, rooms, who, upgrade, Some(conversation_id))
+    accept(state, rooms, caller, upgrade, Some(conversation_id))
 }
+
+/// The `transport` label of native sockets.
+const TRANSPORT: &str = "native";
 
 fn accept(
     state: AppState,
     rooms: Arc<NativeRooms>,
-    who: Identity,
+    caller: Result<Caller, ApiError>,
     upgrade: WebSocketUpgrade,
     joined: Option<String>,
 ) -> Response {
-    if state.is_draining() {
-        return ApiError::unavailable("server shutting down: reconnect").into_response();
-    }
+    let admitted = match caller {
+        _ if state.is_draining() => Err(ApiError::unavailable("server shutting down: reconnect")),
+        caller => caller,
+    };
+    let who = match admitted {
+        Ok(Caller(who)) => who,
+        Err(refusal) => {
+            state.sockets.refused(TRANSPORT, refusal.code.as_str());
+            return refusal.into_response();
+        }
+    };
     let limits = &state.config.limits;
     upgrade
         .max_message_size(limits.max_payload)
@@ -159,7 +171,7 @@ async fn serve(
     let id = format!("ws-{}", Uuid::now_v7().simple());
     let session = Arc::new(Session::new(who, None, &state.config.limits));
     rooms.connect(&id, &outbox, &session);
-    state.sockets.opened("native");
+    state.sockets.opened(TRANSPORT);
     if session.identity.role == Role::Agent {
         state.agent_connected(&session.identity);
     }
@@ -180,21 +192,20 @@ async fn serve(
     let mut ping = tokio::time::interval(PING_EVERY);
     let close = outbox.close.clone();
     let max_payload = ctx.state.config.limits.max_payload;
-    loop {
+    let closed = loop {
         tokio::select! {
             frame = outgoing.recv() => {
-                let Some(frame) = frame else { break };
+                let Some(frame) = frame else { break Closed::ServerDisconnect };
                 if !within(WRITE_TIMEOUT, write_queued(&mut sink, codec, frame, &mut outgoing)).await {
-                    break;
+                    break Closed::TimedOut;
                 }
             }
             received = incoming.next() => match received {
-                Some(Ok(WsMessage::Close(_))) | None => break,
+                Some(Ok(WsMessage::Close(_))) | None => break Closed::ClientClosed,
                 Some(Err(e)) => {
-                    if let Some(reason) = refusal(&e, max_payload) {
-                        within(WRITE_TIMEOUT, sink.send(WsMessage::Close(Some(reason)))).await;
-                    }
-                    break;
+                    let Some(reason) = refusal(&e, max_payload) else { break Closed::TransportError };
+                    within(WRITE_TIMEOUT, sink.send(WsMessage::Close(Some(reason)))).await;
+                    break Closed::ProtocolError;
                 }
                 // Pings are answered by the WebSocket layer.
                 Some(Ok(message)) => match codec.decode(&message) {
@@ -205,7 +216,7 @@ async fn serve(
             },
             _ = ping.tick() => {
                 if !within(WRITE_TIMEOUT, sink.send(WsMessage::Ping(Default::default()))).await {
-                    break;
+                    break Closed::TimedOut;
                 }
             }
             () = close.notified() => {
@@ -216,12 +227,14 @@ async fn serve(
                 }
                 let reason = CloseFrame { code: close_code::AGAIN, reason: "reconnect".into() };
                 within(WRITE_TIMEOUT, sink.send(WsMessage::Close(Some(reason)))).await;
-                break;
+                break Closed::ServerShutdown;
             }
         }
-    }
+    };
+    // An evicted connection stopped reading, whatever ended it after.
+    let closed = if outbox.is_evicted() { Closed::StoppedReading } else { closed };
     rooms.disconnect(&id);
-    ctx.state.sockets.closed("native");
+    ctx.state.sockets.closed(TRANSPORT, &ctx.session.identity.user_id, closed);
     chat::disconnect(ctx).await;
 }
 

@@ -8,16 +8,18 @@ use axum::http::HeaderValue;
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
 use socketioxide::{SocketIo, TransportType};
 
 use super::fanout::{AGENTS_ROOM, phone_room};
 use super::fanout::{chat_room, is_evicted, legacy_room};
-use super::hub::Hub;
+use super::hub::{Hub, Refused, closed};
 use super::relays::deliver_bot_reply;
 use super::session::{Reply, session_of};
 use crate::auth::AuthError;
 use crate::chat::{self, Audience, Ctx, Operation, Peer};
 use crate::config::Limits;
+use crate::error::ErrorCode;
 use crate::query;
 use crate::session::Session;
 use crate::wire::{self, event};
@@ -60,9 +62,12 @@ pub async fn detach_handshake_head(request: Request) -> Request {
     Request::from_parts(parts, body)
 }
 
+/// The `transport` label of this namespace's sockets.
+const TRANSPORT: &str = "socket.io";
+
 /// Binds namespace `/` to its handlers.
 pub fn register(hub: Arc<Hub>) {
-    hub.namespace("/", admit, on_connect);
+    hub.namespace("/", TRANSPORT, admit, on_connect);
 }
 
 /// Runs before the client is told it is connected: socketioxide sends the
@@ -81,7 +86,7 @@ async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<
     if let Some(phone) = &session.phone {
         socket.join(phone_room(phone));
     }
-    hub.edge.sockets.opened("socket.io");
+    hub.edge.sockets.opened(TRANSPORT);
     Ok(())
 }
 
@@ -112,6 +117,15 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Auth(e) => e.fmt(f),
             Refusal::Draining => f.write_str("server shutting down: reconnect"),
+        }
+    }
+}
+
+impl Refused for Refusal {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Auth(e) => e.code(),
+            Refusal::Draining => ErrorCode::Unavailable,
         }
     }
 }
@@ -190,10 +204,10 @@ fn register_events(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>) {
         });
     }
     let (hub, session) = (hub.clone(), session.clone());
-    socket.on_disconnect(move |socket: SocketRef| {
+    socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
         let (hub, session) = (hub.clone(), session.clone());
         async move {
-            hub.edge.sockets.closed("socket.io");
+            hub.edge.sockets.closed(TRANSPORT, &session.identity.user_id, closed(&socket, reason));
             let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session: session.clone() };
             chat::disconnect(ctx).await;
             if let Some(phone) = &session.phone {

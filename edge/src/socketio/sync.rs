@@ -17,12 +17,13 @@ use prost::Message as _;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::socket::DisconnectReason;
 use switchboard_bus::{Bus, Subscription, subjects};
 use switchboard_proto::pb;
 
 use super::fanout::emit_to;
-use super::hub::Hub;
-use crate::error::ApiError;
+use super::hub::{Hub, Refused, closed};
+use crate::error::{ApiError, ErrorCode};
 use crate::relay::{RelayHold, Relays};
 use crate::state::EdgeState;
 
@@ -40,8 +41,11 @@ pub fn tenant_room(tenant: &str) -> String {
     format!("tenant:{tenant}")
 }
 
+/// The `transport` label of this namespace's sockets.
+const TRANSPORT: &str = "socket.io-sync";
+
 pub fn register(hub: Arc<Hub>) {
-    hub.namespace(NAMESPACE, admit, on_connect);
+    hub.namespace(NAMESPACE, TRANSPORT, admit, on_connect);
 }
 
 /// Sync-notice subscriptions, one per tenant with sockets here.
@@ -69,6 +73,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+impl Refused for Refusal {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Required => ErrorCode::ApiKeyRequired,
+            Refusal::Invalid => ErrorCode::InvalidApiKey,
+            Refusal::Draining => ErrorCode::Unavailable,
+        }
+    }
+}
+
 /// Runs before the client is told it is connected (see `chat::admit`):
 /// handlers, the room and the tenant's subscription are in place by then.
 async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<(), Refusal> {
@@ -87,17 +101,17 @@ async fn admit(hub: Arc<Hub>, socket: SocketRef, auth: Option<Value>) -> Result<
         async move { sync_orders(state, socket, ack).await }
     });
     let leaving = hub.clone();
-    socket.on_disconnect(move |socket: SocketRef| {
+    socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
         let hub = leaving.clone();
         async move {
-            if let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() {
-                hub.tenants.release(&tenant, &relay).await;
-            }
-            hub.edge.sockets.closed("socket.io-sync");
+            let reason = closed(&socket, reason);
+            let Some(Tenant(tenant, relay)) = socket.extensions.get::<Tenant>() else { return };
+            hub.tenants.release(&tenant, &relay).await;
+            hub.edge.sockets.closed(TRANSPORT, &format!("tenant:{tenant}"), reason);
         }
     });
     socket.join(tenant_room(&tenant));
-    hub.edge.sockets.opened("socket.io-sync");
+    hub.edge.sockets.opened(TRANSPORT);
     Ok(())
 }
 

@@ -866,4 +866,16 @@ describe("widget sessions: what `switchboard dev` gives its own origin", () => {
     assert.doesNotMatch(html, /<script src="\/widget\.js"[^>]*data-token=/, "the site-key demo's widget carries no token");
     assert.doesNotMatch(html, /id="no-token"(?! hidden)/, "the missing-token notice stays hidden");
   });
+
+  it("prints the agent inbox's URL, signed in as the demo agent, ready to open", async () => {
+    const prefix = `${server.url}/demo/agent?token=`;
+    const logs = await eventually(() => server.logs(), (l) => l.includes(prefix), { what: "the agent inbox URL in dev's output" });
+    const inbox = logs.slice(logs.indexOf(prefix)).split(/\s/)[0];
+    const page = await fetch(inbox);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type"), /text\/html/);
+    const token = new URL(inbox).searchParams.get("token");
+    const me = await server.http("GET", "/api/v1/conversations", { token });
+    assert.equal(me.status, 200, "the printed token is an agent's: it may list the inbox");
+  });
 });
