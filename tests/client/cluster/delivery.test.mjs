@@ -7,7 +7,8 @@ import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { useCluster } from "../lib/cluster.mjs";
 import { binaryPath } from "../lib/server.mjs";
-import { connect, join, once } from "../lib/sio.mjs";
+import { parseMetrics, value } from "../lib/metrics.mjs";
+import { connect, eventually, join, once } from "../lib/sio.mjs";
 import { burst, createConversation, publish, range, stored, watcher } from "./common.mjs";
 
 // A third edge, to be restarted without taking the others down.
@@ -50,6 +51,35 @@ describe("across edges", () => {
       assert.equal(w.ids.size, N);
     }
     assert.deepEqual(stored(cluster, id), { rows: N, ids: N, min: 1, max: N });
+  });
+
+  it("each worker serves its own /metrics: its kind, and the batches the persist workers stored", async () => {
+    const { cluster } = ctx;
+    const scrape = async (name) => {
+      const url = cluster.env[`${name.toUpperCase()}_METRICS_URL`];
+      assert.ok(url, `cluster.env names ${name}'s metrics URL`);
+      const res = await fetch(url);
+      assert.equal(res.status, 200);
+      return parseMetrics(await res.text());
+    };
+    const persisters = ["worker1", "worker2"];
+    for (const [name, role] of [...persisters.map((n) => [n, "persist"]), ["sync1", "sync"]]) {
+      const metrics = await scrape(name);
+      assert.equal(value(metrics, "switchboard_build_info", { role }), 1, `${name} says it is a ${role} worker`);
+      assert.equal(metrics.types.get("switchboard_persist_batch_size"), "histogram");
+      assert.ok(value(metrics, "process_resident_memory_bytes") > 0, `${name} reports its memory`);
+    }
+    const storedSoFar = async () => {
+      let sum = 0;
+      for (const name of persisters) sum += value(await scrape(name), "switchboard_persist_batch_size_sum");
+      return sum;
+    };
+    const before = await storedSoFar();
+    const N = 20;
+    const [a] = cluster.edges;
+    const id = await createConversation(cluster, a);
+    await burst(N, 4, (i) => publish(cluster, a, id, `counted #${i}`, `counted-${i}`));
+    await eventually(storedSoFar, (sum) => sum - before >= N, { what: `the persist workers counting ${N} more messages stored` });
   });
 
   it("`switchboard tail` prints what flows on a subject as JSON lines", async () => {
