@@ -101,6 +101,8 @@ struct WorkQueue {
 struct Lanes {
     next_seq: u64,
     by_subject: HashMap<String, VecDeque<(u64, Envelope)>>,
+    /// The messages taken and not yet acknowledged or given back, by their subject.
+    in_hand: HashMap<u64, String>,
     /// The messages given back and not yet acknowledged since, by their subject.
     redelivered: HashMap<u64, String>,
 }
@@ -121,17 +123,21 @@ impl WorkQueue {
     fn push_front(&self, seq: u64, envelope: Envelope) {
         {
             let mut lanes = self.lanes.lock().expect("queue lock");
+            lanes.in_hand.remove(&seq);
             lanes.redelivered.insert(seq, envelope.subject.clone());
             lanes.by_subject.entry(envelope.subject.clone()).or_default().push_front((seq, envelope));
         }
         self.ready.notify_waiters();
     }
 
-    fn waiting(&self, filter: &str) -> Backlog {
+    fn backlog(&self, filter: &str) -> Backlog {
         let lanes = self.lanes.lock().expect("queue lock");
         let wanted = |subject: &str| filter.is_empty() || matches(filter, subject);
+        let waiting: u64 =
+            lanes.by_subject.iter().filter(|(s, _)| wanted(s)).map(|(_, l)| l.len() as u64).sum();
+        let in_hand = lanes.in_hand.values().filter(|s| wanted(s)).count() as u64;
         Backlog {
-            pending: lanes.by_subject.iter().filter(|(s, _)| wanted(s)).map(|(_, l)| l.len() as u64).sum(),
+            pending: waiting + in_hand,
             redelivered: lanes.redelivered.values().filter(|s| wanted(s)).count() as u64,
         }
     }
@@ -148,7 +154,9 @@ impl WorkQueue {
                     .filter_map(|(_, lane)| Some((lane.front()?.0, lane)))
                     .min_by_key(|(seq, _)| *seq);
                 if let Some((_, lane)) = oldest {
-                    return lane.pop_front().expect("lane has a head");
+                    let (seq, envelope) = lane.pop_front().expect("lane has a head");
+                    lanes.in_hand.insert(seq, envelope.subject.clone());
+                    return (seq, envelope);
                 }
             }
             notified.await;
@@ -165,7 +173,9 @@ struct QueueAcker {
 #[async_trait]
 impl Acker for QueueAcker {
     async fn ack(self: Box<Self>) -> Result<()> {
-        self.queue.lanes.lock().expect("queue lock").redelivered.remove(&self.seq);
+        let mut lanes = self.queue.lanes.lock().expect("queue lock");
+        lanes.in_hand.remove(&self.seq);
+        lanes.redelivered.remove(&self.seq);
         Ok(())
     }
 
@@ -340,7 +350,7 @@ impl Bus for MemoryBus {
     }
 
     async fn backlog(&self, stream: DurableStream, _durable: &str, filter: &str) -> Result<Backlog> {
-        Ok(self.queue(stream).waiting(filter))
+        Ok(self.queue(stream).backlog(filter))
     }
 
     fn leases(&self) -> Arc<dyn Leases> {

@@ -8,13 +8,16 @@ use crate::error::ApiError;
 pub use switchboard_proto::model::{MAX_ID_LEN, id_schema, optional_id_schema};
 
 /// Text [`check_text`] takes: at least one character that is not white
-/// space (as `str::trim` means it; its length is SWITCHBOARD_MAX_TEXT_LEN's).
+/// space (as `str::trim` means it). Its longest is a setting, which the
+/// served document adds to every schema with [`TEXT_PATTERN`].
 pub fn text_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
-    const NOT_WHITE_SPACE: &str =
-        r"[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
-    ObjectBuilder::new().schema_type(Type::String).pattern(Some(NOT_WHITE_SPACE)).build()
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(TEXT_PATTERN)).build()
 }
+
+/// A character that is not white space, as Unicode's White_Space (what `str::trim` trims) spells it.
+pub const TEXT_PATTERN: &str =
+    r"[^\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
 
 /// A query's count (a page's `limit`): what a `u32` holds.
 pub fn count_schema() -> utoipa::openapi::schema::Object {
@@ -73,6 +76,8 @@ mod tests {
         assert!(check_id("id", "x\u{2028} .*>%").is_ok());
         assert!(check_id("id", &"a".repeat(MAX_ID_LEN)).is_ok());
         assert!(check_id("id", &"a".repeat(MAX_ID_LEN + 1)).is_err());
+        // Counted in characters, as the OpenAPI document's maxLength counts them.
+        assert!(check_id("id", &"é".repeat(MAX_ID_LEN)).is_ok());
         assert!(check_id("id", "").is_err());
         assert!(check_id("id", "a\u{7f}").is_err());
     }

@@ -18,6 +18,7 @@ import unittest
 from test_python_client import Server
 
 API_KEY = "openapi-sync-key"
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemathesis.toml")
 EXAMPLES = "30"
 SEED = "1"
 
@@ -25,7 +26,7 @@ SEED = "1"
 def schemathesis(url: str, credential: str, *extra: str) -> subprocess.CompletedProcess:
     st = os.path.join(os.path.dirname(sys.executable), "st")
     command = [
-        st, "run", f"{url}/openapi.json",
+        st, "--config-file", CONFIG, "run", f"{url}/openapi.json",
         "--header", f"Authorization: Bearer {credential}",
         "--checks", "all",
         "--max-examples", EXAMPLES,

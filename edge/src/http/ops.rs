@@ -14,6 +14,7 @@ use utoipa::OpenApi;
 
 use super::extract::AppState;
 use super::{compat, conversations, inbox, sync, whatsapp, widget};
+use crate::rules::TEXT_PATTERN;
 use crate::telemetry::Scrape;
 
 pub fn routes() -> Router<AppState> {
@@ -210,6 +211,22 @@ impl utoipa::Modify for Errors {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document, with this node's text limit on every text.
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+    limit_texts(&mut document, state.config.limits.max_text_len);
+    Json(document)
+}
+
+fn limit_texts(node: &mut Value, max: usize) {
+    match node {
+        Value::Object(fields) => {
+            if fields.get("pattern").and_then(Value::as_str) == Some(TEXT_PATTERN) {
+                fields.insert("maxLength".into(), max.into());
+            }
+            fields.values_mut().for_each(|v| limit_texts(v, max));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| limit_texts(v, max)),
+        _ => {}
+    }
 }

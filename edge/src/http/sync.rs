@@ -98,8 +98,20 @@ async fn pull_changes(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
+    #[serde(default, deserialize_with = "whole_number")]
     cursor: Option<u64>,
     ids: Option<Vec<String>>,
+}
+
+/// A JSON number with no fraction, `1.0` as well as `1` (JSON Schema's
+/// integer), or `null`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    let whole = number.as_u64().or_else(|| {
+        let f = number.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=MAX_OFFSET as f64).contains(&f)).then_some(f as u64)
+    });
+    whole.map(Some).ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number from 0")))
 }
 
 // By hand: exactly one of the two, which the derive cannot say.
