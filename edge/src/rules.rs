@@ -5,7 +5,30 @@
 use crate::config::Limits;
 use crate::error::ApiError;
 
-pub use switchboard_proto::model::{MAX_ID_LEN, id_schema, optional_id_schema};
+/// The longest id a client may name (a conversation's, a `client_msg_id`, a
+/// customer's), in characters.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The schema of an id [`check_id`] takes: 1 to [`MAX_ID_LEN`] characters,
+/// none a control character (Unicode's Cc, `char::is_control`).
+pub fn id_schema() -> utoipa::openapi::schema::Object {
+    id_builder().build()
+}
+
+/// [`id_schema`], or `null`: an optional field's id.
+pub fn optional_id_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    id_builder().schema_type(SchemaType::from_iter([Type::String, Type::Null])).build()
+}
+
+fn id_builder() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+}
 
 /// Text [`check_text`] takes: at least one character that is not white
 /// space (as `str::trim` means it). Its longest is a setting, which the

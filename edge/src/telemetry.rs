@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_proto::telemetry::{Kind, PLAIN, Series};
 
@@ -129,13 +130,15 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// The Prometheus text format's content type.
-    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4";
-
     pub fn new(handle: PrometheusHandle, catalogue: &[&'static [Series]]) -> Self {
         let process = metrics_process::Collector::default();
         process.describe();
         Self { handle, series: catalogue.iter().flat_map(|s| s.iter()).collect(), process }
+    }
+
+    /// `body` (a render, perhaps with more series after it) as a scrape's answer.
+    pub fn respond(body: String) -> impl IntoResponse {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
     }
 
     pub fn render(&self) -> String {

@@ -49,31 +49,6 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// The longest id a client may name (a conversation's, a `client_msg_id`, a
-/// customer's), in characters.
-pub const MAX_ID_LEN: usize = 128;
-
-/// The schema of an id as the edge's checks take it: 1 to [`MAX_ID_LEN`]
-/// characters, none a control character (Unicode's Cc, `char::is_control`).
-pub fn id_schema() -> utoipa::openapi::schema::Object {
-    id_builder().build()
-}
-
-/// [`id_schema`], or `null`: an optional field's id.
-pub fn optional_id_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{SchemaType, Type};
-    id_builder().schema_type(SchemaType::from_iter([Type::String, Type::Null])).build()
-}
-
-fn id_builder() -> utoipa::openapi::schema::ObjectBuilder {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_ID_LEN))
-        .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
-}
-
 /// Declares a string-valued enum with its wire names, once.
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {

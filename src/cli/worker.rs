@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use switchboard_edge::http::ops::healthz;
 use switchboard_edge::telemetry::Scrape;
 use switchboard_workers::registry::{Deps, Kind};
 
@@ -62,10 +63,10 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Scrape) {
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, Scrape::CONTENT_TYPE)], metrics.render()) }
+                async move { Scrape::respond(metrics.render()) }
             }),
         )
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }));
+        .route("/healthz", get(healthz));
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, "the metrics listener stopped");
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -25,7 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
 }
 
-async fn healthz() -> Json<Value> {
+/// Alive: answered by every process with an HTTP listener (a worker's too).
+pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
@@ -66,7 +67,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Err(e)) => tracing::warn!(error = %e, "cluster figures left out of /metrics"),
         Err(_) => tracing::warn!("cluster figures left out of /metrics: the bus did not answer in time"),
     }
-    ([(header::CONTENT_TYPE, Scrape::CONTENT_TYPE)], body)
+    Scrape::respond(body)
 }
 
 fn cluster_series(roster: &Roster, out: &mut String) {
