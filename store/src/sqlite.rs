@@ -37,6 +37,13 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The one connection batch appends and write transactions go through.
+    /// SQLite takes one writer at a time anyway, and a connection drops its
+    /// page cache and memory map whenever another connection has written
+    /// since its last transaction: a writer that is always the same keeps
+    /// both, instead of reading its pages back and remapping the file on
+    /// every batch.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -53,30 +60,27 @@ impl SqliteStore {
             // per connection: index lookups stay cheap as the file grows far
             // beyond SQLite's own small cache. File-backed, so reclaimable.
             .pragma("mmap_size", "268435456");
-        Self::connect(options, 8).await
+        let store = Self::connect(options.clone(), 8).await?;
+        Ok(Self { writer: pool(options, 1), ..store })
     }
 
     /// A private in-memory database, for tests.
     pub async fn in_memory() -> Result<Self> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        // Each connection to `:memory:` is its own database: keep exactly one.
+        // Each connection to `:memory:` is its own database: keep exactly
+        // one, for writes too.
         Self::connect(options, 1).await
     }
 
     async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            // Never closed once open: `:memory:` lives as long as its one connection.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(options);
+        let pool = pool(options, connections);
         // One connection first, alone: switching a new file to WAL while a
         // second connection opens fails with "database is locked" rather
         // than waiting for the busy timeout.
         let mut first = pool.acquire().await?;
         MIGRATOR.run(&mut *first).await.map_err(|e| StoreError::Database(e.into()))?;
         drop(first);
-        Ok(Self { pool })
+        Ok(Self { writer: pool.clone(), pool })
     }
 
     /// Runs `work` in a write transaction, committed when it succeeds and
@@ -88,7 +92,7 @@ impl SqliteStore {
     ) -> Result<T> {
         // IMMEDIATE takes the write lock first, so two writers cannot both
         // read the same last_offset.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         match work(&mut tx).await {
             Ok(value) => {
                 tx.commit().await?;
@@ -100,6 +104,15 @@ impl SqliteStore {
             }
         }
     }
+}
+
+fn pool(options: SqliteConnectOptions, connections: u32) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        // Never closed once open: `:memory:` lives as long as its one connection.
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options)
 }
 
 fn parse<T>(value: &str, parse: fn(&str) -> Option<T>, column: &'static str) -> Result<T> {
@@ -241,7 +254,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// In one round trip when it can; the careful way when the batch holds
+    /// a copy, or the round trip failed (a message stored before breaks a
+    /// unique index; the careful way finds it).
     async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
+        if let Some(groups) = crate::append::distinct_groups(batch) {
+            let mut conn = self.writer.acquire().await?;
+            match append::at_once(&mut conn, batch, &groups, fence).await {
+                Ok(stored) if stored.fence_held => {
+                    return Ok(crate::append::outcomes_at_once(batch, &groups, stored));
+                }
+                // Fenced: nothing was written, and the careful way names the partition that moved.
+                Ok(_) => {}
+                // Nothing of it stays: a failed statement is undone with its
+                // transaction (and "no transaction" when BEGIN itself failed).
+                Err(_) => drop(sqlx::query("ROLLBACK").execute(&mut *conn).await),
+            }
+        }
         self.write(async |conn| crate::append::append_batch(conn, batch, fence).await).await
     }
 
