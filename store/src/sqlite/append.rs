@@ -85,11 +85,13 @@ fn push_fence_held(query: &mut QueryBuilder<Sqlite>, fence: &Fence) {
         query.push("1");
         return;
     }
-    query.push("(SELECT count(*) FROM partition_epochs WHERE kind = ").push_bind(fence.kind);
-    query.push(" AND (partition_id, epoch) IN (");
-    query.push_values(&fence.held, |mut row, &(partition, epoch)| {
-        row.push_bind(i64::from(partition)).push_bind(epoch as i64);
-    });
+    // Terms, not `IN (VALUES ...)`, which SQLite builds a temporary index for each time.
+    query.push("(SELECT count(*) FROM partition_epochs WHERE kind = ").push_bind(fence.kind).push(" AND (");
+    for (n, &(partition, epoch)) in fence.held.iter().enumerate() {
+        query.push(if n == 0 { "(" } else { " OR (" });
+        query.push("partition_id = ").push_bind(i64::from(partition));
+        query.push(" AND epoch = ").push_bind(epoch as i64).push(")");
+    }
     query.push(")) = ").push(fence.held.len());
 }
 
