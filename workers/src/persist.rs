@@ -114,17 +114,20 @@ impl Persist {
         fence: &Fence,
         outcomes: &mut [Option<Outcome>],
     ) {
-        let mut valid = Vec::with_capacity(sends.len());
+        // The valid messages, and where each stands in the commands' batch.
+        let (mut places, mut batch) = (Vec::with_capacity(sends.len()), Vec::with_capacity(sends.len()));
         for (at, send) in sends {
             match new_message(send) {
-                Ok(new) => valid.push((at, new)),
+                Ok(new) => {
+                    places.push(at);
+                    batch.push(new);
+                }
                 Err(refusal) => outcomes[at] = Some(conclude(Err(refusal), Timestamp::now())),
             }
         }
-        if valid.is_empty() {
+        if batch.is_empty() {
             return;
         }
-        let batch: Vec<NewMessage> = valid.iter().map(|(_, new)| new.clone()).collect();
         metrics::histogram!(telemetry::BATCH_SIZE).record(batch.len() as f64);
         let started = std::time::Instant::now();
         let stored = self.store.append_messages(&batch, fence).await;
@@ -132,7 +135,7 @@ impl Persist {
         let appended = match stored {
             Ok(appended) => appended,
             Err(StoreError::Fenced { partition, .. }) => {
-                for (at, _) in valid {
+                for at in places {
                     outcomes[at] = Some(Outcome::Fenced(partition));
                 }
                 return;
@@ -140,7 +143,7 @@ impl Persist {
             Err(e) => {
                 // Nothing of the batch was stored: each is retried.
                 let error = e.to_string();
-                for (at, new) in valid {
+                for (at, new) in places.into_iter().zip(batch) {
                     let (error, issued) = (error.clone(), new.created_at);
                     outcomes[at] = Some(Outcome::Retry { error: Some(error), issued, pause: RETRY_PAUSE });
                 }
@@ -159,14 +162,15 @@ impl Persist {
             updated.remove(&conversation.id);
         }
         // Concurrently, so the bus pipelines the publishes.
-        let announced = join_all(valid.into_iter().zip(appended).map(|((at, new), appended)| async move {
-            let outcome = match appended {
-                Ok(appended) => self.announce_message(appended).await,
-                Err(e) => Err(Failure::Store(e)),
-            };
-            (at, conclude(outcome, new.created_at))
-        }))
-        .await;
+        let announced =
+            join_all(places.into_iter().zip(batch).zip(appended).map(|((at, new), appended)| async move {
+                let outcome = match appended {
+                    Ok(appended) => self.announce_message(appended).await,
+                    Err(e) => Err(Failure::Store(e)),
+                };
+                (at, conclude(outcome, new.created_at))
+            }))
+            .await;
         for (at, outcome) in announced {
             outcomes[at] = Some(outcome);
         }
