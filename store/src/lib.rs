@@ -10,7 +10,8 @@
 //! - [`whatsapp`]: the outbox of messages sent through the WhatsApp Graph API.
 //! - [`inbox`]: who handles a conversation and in what state (assignment,
 //!   status), read cursors, the agents seen.
-//! - `append`: a batch of messages in a handful of statements, for both stores.
+//! - `append`: a batch of messages in a handful of statements, for both stores,
+//!   or in one round trip where a store can (SQLite).
 //! - [`partitions`]: the epochs that fence a partition's old owner out.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same
