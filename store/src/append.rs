@@ -102,7 +102,6 @@ pub(crate) async fn append_batch(
     let mut news: NewOutcomes = batch.iter().map(|_| None).collect();
     let bumps: Vec<Bump> = fresh.iter().map(|group| group.bump(batch)).collect();
     let mut bumped = db.bump_offsets(&bumps).await?;
-    let mut rows = Vec::new();
     for group in &fresh {
         let mut found = take_bumped(&mut bumped, group.conversation_id);
         let mut created = false;
@@ -111,8 +110,14 @@ pub(crate) async fn append_batch(
             created = db.create_conversation(&create).await?;
             found = db.bump_offsets(&[group.bump(batch)]).await?.pop();
         }
-        group.settle(batch, found, created, &mut news, &mut rows);
+        group.settle(batch, found, created, &mut news);
     }
+    // Each message placed, at its offset.
+    let rows: Vec<(usize, u64)> = news
+        .iter()
+        .enumerate()
+        .filter_map(|(i, outcome)| Some((i, outcome.as_ref()?.as_ref().ok()?.message.offset)))
+        .collect();
     if !rows.is_empty() {
         db.insert_all(batch, &rows).await?;
     }
@@ -165,11 +170,10 @@ pub(crate) fn outcomes_at_once(
     mut stored: AtOnce,
 ) -> Vec<Result<Appended>> {
     let mut news: NewOutcomes = batch.iter().map(|_| None).collect();
-    let mut rows = Vec::new();
     for group in groups {
         let found = take_bumped(&mut stored.bumped, group.conversation_id);
         let created = stored.created.iter().any(|id| id == group.conversation_id);
-        group.settle(batch, found, created, &mut news, &mut rows);
+        group.settle(batch, found, created, &mut news);
     }
     news.into_iter().map(|outcome| outcome.expect("every message is in a group")).collect()
 }
@@ -205,15 +209,8 @@ impl<'a> Group<'a> {
     }
 
     /// Each message's outcome once its conversation was bumped to `found`
-    /// (`None`: it does not exist), and the rows to insert, (index, offset).
-    fn settle(
-        &self,
-        batch: &[NewMessage],
-        found: Option<Bumped>,
-        created: bool,
-        news: &mut NewOutcomes,
-        rows: &mut Vec<(usize, u64)>,
-    ) {
+    /// (`None`: it does not exist).
+    fn settle(&self, batch: &[NewMessage], found: Option<Bumped>, created: bool, news: &mut NewOutcomes) {
         let Some(Bumped { conversation, last_offset, status_changed_at }) = found else {
             for &i in &self.indices {
                 news[i] = Some(Err(StoreError::ConversationNotFound(batch[i].conversation_id.clone())));
@@ -229,7 +226,6 @@ impl<'a> Group<'a> {
         let first_offset = last_offset + 1 - self.indices.len() as u64;
         for (n, &i) in self.indices.iter().enumerate() {
             let offset = first_offset + n as u64;
-            rows.push((i, offset));
             // The first message is the one that created the conversation.
             let conversation_created = created && n == 0;
             // Told once, with the conversation's last message of the batch.

@@ -190,12 +190,14 @@ fn unread_from(row: &SqliteRow) -> Result<Option<u64>> {
 const MESSAGE_COLUMNS: &str =
     "id, seq, sender_id, sender_role, sender_name, text, client_msg_id, source, created_at, content, private";
 
+/// A new conversation's columns, in the order both inserts give them.
+const INSERT_CONVERSATIONS: &str = "INSERT INTO conversations (id, channel, status, customer_id, \
+     customer_name, customer_phone, customer_email, created_at, updated_at)";
+
 async fn insert_conversation(conn: &mut SqliteConnection, new: &NewConversation) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
-         customer_email, created_at, updated_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $7) \
-         ON CONFLICT (id) DO NOTHING",
-    )
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{INSERT_CONVERSATIONS} VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING"
+    )))
     .bind(&new.id)
     .bind(new.channel.as_str())
     .bind(&new.customer.id)

@@ -7,7 +7,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Column, QueryBuilder, Row, Sqlite, SqliteConnection};
 use switchboard_proto::model::{Conversation, Message, Timestamp};
 
-use super::{MESSAGE_COLUMNS, conversation_from_row, conversation_in, insert_conversation, message_from_row};
+use super::{
+    INSERT_CONVERSATIONS, MESSAGE_COLUMNS, conversation_from_row, conversation_in, insert_conversation,
+    message_from_row,
+};
 use crate::append::{Appender, AtOnce, Bump, Bumped, Group};
 use crate::{Fence, NewConversation, NewMessage, Result};
 
@@ -32,10 +35,8 @@ pub(super) async fn at_once(
     query.push(" AS fence_held;");
     let creators: Vec<NewConversation> = groups.iter().filter_map(|g| g.creator(batch)).collect();
     if !creators.is_empty() {
-        query.push(
-            " INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
-             customer_email, created_at, updated_at) SELECT column1, column2, 'open', column3, column4, \
-             column5, column6, column7, column7 FROM (",
+        query.push(" ").push(INSERT_CONVERSATIONS).push(
+            " SELECT column1, column2, 'open', column3, column4, column5, column6, column7, column7 FROM (",
         );
         query.push_values(&creators, |mut row, new| {
             row.push_bind(new.id.clone())
