@@ -258,7 +258,17 @@ impl Store for PgStore {
         .await
     }
 
+    /// In one statement when it can; the careful way when the batch holds a
+    /// copy, or the statement failed (a message stored before breaks a
+    /// unique index, and the careful way finds it) or was fenced (nothing was
+    /// written, and the careful way names the partition that moved).
     async fn append_messages(&self, batch: &[NewMessage], fence: &Fence) -> Result<Vec<Result<Appended>>> {
+        if let Some(groups) = crate::append::distinct_groups(batch)
+            && let Ok(stored) = append::at_once(&mut *self.pool.acquire().await?, batch, &groups, fence).await
+            && stored.fence_held
+        {
+            return Ok(crate::append::outcomes_at_once(batch, &groups, stored));
+        }
         self.write(async |conn| crate::append::append_batch(conn, batch, fence).await).await
     }
 

@@ -1,15 +1,16 @@
 //! The statements of a batch append (see [`crate::append`]) on PostgreSQL,
 //! where several workers write at once: conversation rows are locked in id
 //! order, so two batches sharing conversations wait for each other rather
-//! than deadlock.
+//! than deadlock; and the whole append in one statement ([`at_once`]).
 
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use switchboard_proto::model::{Conversation, Message};
 
 use super::{
     conversation_from_row, conversation_in, from_time, insert_conversation, located_message_from_row, to_time,
 };
-use crate::append::{Appender, Bump, Bumped};
+use crate::append::{Appender, AtOnce, Bump, Bumped, Group};
 use crate::{Fence, NewConversation, NewMessage, Result};
 
 impl Appender for PgConnection {
@@ -85,16 +86,7 @@ impl Appender for PgConnection {
         .bind(bumps.iter().map(|b| b.reopen).collect::<Vec<_>>())
         .fetch_all(&mut *self)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let last_offset: i64 = row.try_get("last_offset")?;
-                Ok(Bumped {
-                    conversation: conversation_from_row(row)?,
-                    last_offset: last_offset as u64,
-                    status_changed_at: from_time(row.try_get("status_changed_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(bumped_from_row).collect()
     }
 
     async fn create_conversation(&mut self, new: &NewConversation) -> Result<bool> {
@@ -135,3 +127,134 @@ impl Appender for PgConnection {
         conversation_in(self, id).await
     }
 }
+
+fn bumped_from_row(row: &PgRow) -> Result<Bumped> {
+    let last_offset: i64 = row.try_get("last_offset")?;
+    Ok(Bumped {
+        conversation: conversation_from_row(row)?,
+        last_offset: last_offset as u64,
+        status_changed_at: from_time(row.try_get("status_changed_at")?),
+    })
+}
+
+/// The whole append as one statement of data-modifying CTEs, which is its
+/// own transaction: one round trip instead of six (`BEGIN`, lock, copies,
+/// bump, insert, `COMMIT`). The fence's epochs are read under a share lock
+/// (see [`crate::partitions`]) and every write depends on them, so a fenced
+/// batch writes nothing. The batch's existing conversations are locked in id
+/// order and bumped; the missing ones a group may create are inserted with
+/// their count as `last_offset` (the statement's snapshot cannot see rows it
+/// inserts, so they are not bumped as well; nor one another transaction
+/// inserts meanwhile, which the fence rules out: only a partition's owner
+/// writes its conversations' messages); each message goes in at its
+/// conversation's new `last_offset` less its distance from its group's end.
+/// A message stored before breaks a unique index and fails the statement,
+/// which undoes all of it. Its text never changes, so it stays prepared.
+pub(super) async fn at_once(
+    conn: &mut PgConnection,
+    batch: &[NewMessage],
+    groups: &[Group<'_>],
+    fence: &Fence,
+) -> Result<AtOnce> {
+    let bumps: Vec<Bump> = groups.iter().map(|g| g.bump(batch)).collect();
+    let mut bump_at = Vec::with_capacity(bumps.len());
+    for bump in &bumps {
+        bump_at.push(to_time(bump.at)?);
+    }
+    let creators: Vec<(NewConversation, &Bump)> =
+        groups.iter().zip(&bumps).filter_map(|(g, bump)| Some((g.creator(batch)?, bump))).collect();
+    let mut creator_times = Vec::with_capacity(creators.len());
+    for (new, bump) in &creators {
+        creator_times.push((to_time(new.at)?, to_time(bump.at)?));
+    }
+    // Each message with its distance from its group's last message.
+    let backs: Vec<(&NewMessage, i64)> = groups
+        .iter()
+        .flat_map(|g| {
+            g.indices.iter().enumerate().map(|(n, &i)| (&batch[i], (g.indices.len() - 1 - n) as i64))
+        })
+        .collect();
+    let mut created_at = Vec::with_capacity(backs.len());
+    for (new, _) in &backs {
+        created_at.push(to_time(new.created_at)?);
+    }
+    let rows = sqlx::query(AT_ONCE)
+        .bind(fence.held.iter().map(|&(p, _)| p as i32).collect::<Vec<_>>())
+        .bind(fence.held.iter().map(|&(_, e)| e as i64).collect::<Vec<_>>())
+        .bind(fence.kind)
+        .bind(bumps.iter().map(|b| b.conversation_id).collect::<Vec<_>>())
+        .bind(bumps.iter().map(|b| b.count as i64).collect::<Vec<_>>())
+        .bind(bump_at)
+        .bind(bumps.iter().map(|b| b.reopen).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.id.as_str()).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.channel.as_str()).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.customer.id.as_str()).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.customer.name.as_str()).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.customer.phone.as_deref()).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(new, _)| new.customer.email.as_deref()).collect::<Vec<_>>())
+        .bind(creator_times.iter().map(|&(at, _)| at).collect::<Vec<_>>())
+        .bind(creator_times.iter().map(|&(_, at)| at).collect::<Vec<_>>())
+        .bind(creators.iter().map(|(_, bump)| bump.count as i64).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.conversation_id.as_str()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|&(_, back)| back).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.id).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.sender.id.as_str()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.sender.role.as_str()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.sender.name.as_str()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.text.as_str()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.client_msg_id.as_deref()).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.source.as_str()).collect::<Vec<_>>())
+        .bind(created_at)
+        .bind(backs.iter().map(|(new, _)| new.content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
+        .bind(backs.iter().map(|(new, _)| new.private).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut stored = AtOnce { fence_held: false, created: Vec::new(), bumped: Vec::new() };
+    for row in &rows {
+        stored.fence_held = row.try_get("fence_held")?;
+        if row.try_get::<Option<String>, _>("id")?.is_none() {
+            continue;
+        }
+        if row.try_get("created")? {
+            stored.created.push(row.try_get("id")?);
+        }
+        stored.bumped.push(bumped_from_row(row)?);
+    }
+    Ok(stored)
+}
+
+const AT_ONCE: &str = "WITH fence AS (\
+         SELECT count(*) = cardinality($1::int[]) AS held FROM (\
+         SELECT FROM partition_epochs e JOIN UNNEST($1::int[], $2::bigint[]) AS f (partition_id, epoch) \
+         ON e.partition_id = f.partition_id AND e.epoch = f.epoch WHERE e.kind = $3 FOR SHARE OF e) current), \
+     locked AS (SELECT id FROM conversations WHERE id = ANY($4::text[]) AND (SELECT held FROM fence) \
+         ORDER BY id FOR UPDATE), \
+     bumped AS (UPDATE conversations c SET last_offset = c.last_offset + v.n, updated_at = v.at, \
+         status_changed_at = CASE WHEN v.reopen AND c.status = 'closed' THEN v.at ELSE c.status_changed_at END, \
+         status = CASE WHEN v.reopen AND c.status = 'closed' THEN 'open' ELSE c.status END \
+         FROM UNNEST($4::text[], $5::bigint[], $6::timestamptz[], $7::bool[]) AS v (id, n, at, reopen) \
+         WHERE c.id = v.id AND c.id IN (SELECT id FROM locked) \
+         RETURNING c.*, false AS created), \
+     created AS (INSERT INTO conversations (id, channel, status, customer_id, customer_name, customer_phone, \
+         customer_email, created_at, updated_at, last_offset) \
+         SELECT v.id, v.channel, 'open', v.customer_id, v.customer_name, v.customer_phone, v.customer_email, \
+         v.created_at, v.updated_at, v.n \
+         FROM UNNEST($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+         $14::timestamptz[], $15::timestamptz[], $16::bigint[]) \
+         AS v (id, channel, customer_id, customer_name, customer_phone, customer_email, created_at, updated_at, n) \
+         WHERE (SELECT held FROM fence) AND v.id NOT IN (SELECT id FROM locked) \
+         ON CONFLICT (id) DO NOTHING RETURNING *, true AS created), \
+     placed AS (SELECT * FROM bumped UNION ALL SELECT * FROM created), \
+     inserted AS (INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+         client_msg_id, source, created_at, content, private) \
+         SELECT v.conversation_id, p.last_offset - v.back, v.id, v.sender_id, v.sender_role, v.sender_name, \
+         v.text, v.client_msg_id, v.source, v.created_at, v.content, v.private \
+         FROM UNNEST($17::text[], $18::bigint[], $19::uuid[], $20::text[], $21::text[], $22::text[], \
+         $23::text[], $24::text[], $25::text[], $26::timestamptz[], $27::text[], $28::bool[]) \
+         AS v (conversation_id, back, id, sender_id, sender_role, sender_name, text, client_msg_id, source, \
+         created_at, content, private) \
+         JOIN placed p ON p.id = v.conversation_id) \
+     SELECT f.held AS fence_held, p.id, p.channel, p.status, p.customer_id, p.customer_name, p.customer_phone, \
+         p.customer_email, p.assignee, p.assignee_name, p.created_at, p.updated_at, p.last_offset, \
+         p.status_changed_at, p.created, NULL::uuid AS m_id \
+     FROM fence f LEFT JOIN placed p ON true";
