@@ -147,6 +147,22 @@ async fn on_connect(hub: Arc<Hub>, socket: SocketRef) {
     }
 }
 
+/// socketioxide sends the CONNECT packet before it marks the socket
+/// connected, and refuses every emit until then. A client's emits buffered
+/// before connecting (socket.io-client flushes them on CONNECT) can be
+/// handled in between, and an answer emitted then (a `pong`) would be lost.
+/// The mark follows the send at once, so this waits a few ticks at most; a
+/// socket that never gets it is closed, and its emits go nowhere anyway.
+async fn until_connected(socket: &SocketRef) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+    for _ in 0..1000 {
+        if socket.connected() {
+            return;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
 /// Bot replies that waited for this user, oldest first.
 async fn deliver_queued_bot_replies(hub: &Hub, phone: &str) {
     match hub.edge.commands.take_bot_replies(phone).await {
@@ -199,8 +215,12 @@ fn register_events(hub: &Arc<Hub>, socket: &SocketRef, session: &Arc<Session>) {
     for &operation in Operation::ALL {
         let (hub, session) = (hub.clone(), session.clone());
         socket.on(operation.name(), move |socket: SocketRef, TryData(data): TryData<Value>, reply: Reply| {
-            let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session: session.clone() };
-            async move { operation.run(ctx, data.unwrap_or(Value::Null), reply).await }
+            let (hub, session) = (hub.clone(), session.clone());
+            async move {
+                until_connected(&socket).await;
+                let ctx = Ctx { state: hub.edge.clone(), peer: SocketPeer(socket), session };
+                operation.run(ctx, data.unwrap_or(Value::Null), reply).await
+            }
         });
     }
     let (hub, session) = (hub.clone(), session.clone());
