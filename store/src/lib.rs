@@ -11,7 +11,8 @@
 //! - [`inbox`]: who handles a conversation and in what state (assignment,
 //!   status), read cursors, the agents seen.
 //! - `append`: a batch of messages in a handful of statements, for both stores,
-//!   or in one round trip where a store can (SQLite).
+//!   or in one round trip (SQLite: one multi-statement string; PostgreSQL:
+//!   one statement).
 //! - [`partitions`]: the epochs that fence a partition's old owner out.
 //!
 //! The store is the sequencer: a message's offset is assigned in the same

@@ -3,8 +3,9 @@
 //! order, so two batches sharing conversations wait for each other rather
 //! than deadlock; and the whole append in one statement ([`at_once`]).
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
 use switchboard_proto::model::{Conversation, Message};
 
 use super::{
@@ -12,6 +13,14 @@ use super::{
 };
 use crate::append::{Appender, AtOnce, Bump, Bumped, Group};
 use crate::{Fence, NewConversation, NewMessage, Result};
+
+// A macro rather than a const so that `concat!` keeps both inserts static strings.
+macro_rules! insert_messages {
+    () => {
+        "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
+         client_msg_id, source, created_at, content, private) "
+    };
+}
 
 impl Appender for PgConnection {
     /// One statement: the conversations locked (in id order, so two batches
@@ -95,37 +104,45 @@ impl Appender for PgConnection {
 
     /// One statement whose text never changes: the rows travel as arrays.
     async fn insert_all(&mut self, batch: &[NewMessage], rows: &[(usize, u64)]) -> Result<()> {
-        let new = |&(i, _): &(usize, u64)| &batch[i];
-        let mut created_at = Vec::with_capacity(rows.len());
-        for row in rows {
-            created_at.push(to_time(new(row).created_at)?);
-        }
-        sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-             client_msg_id, source, created_at, content, private) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::bool[])",
-        )
-        .bind(rows.iter().map(|r| new(r).conversation_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|&(_, offset)| offset as i64).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).sender.id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).sender.role.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).sender.name.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).text.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).client_msg_id.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).source.as_str()).collect::<Vec<_>>())
-        .bind(created_at)
-        .bind(rows.iter().map(|r| new(r).content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| new(r).private).collect::<Vec<_>>())
-        .execute(&mut *self)
-        .await?;
+        let rows: Vec<(&NewMessage, i64)> =
+            rows.iter().map(|&(i, offset)| (&batch[i], offset as i64)).collect();
+        let query = sqlx::query(concat!(
+            insert_messages!(),
+            "SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::bool[])"
+        ));
+        bind_messages(query, &rows)?.execute(&mut *self).await?;
         Ok(())
     }
 
     async fn conversation(&mut self, id: &str) -> Result<Option<Conversation>> {
         conversation_in(self, id).await
     }
+}
+
+/// Binds each column of `rows` as an array, in `insert_messages!`' order;
+/// the number with each message takes the place of its offset.
+fn bind_messages<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    rows: &[(&'q NewMessage, i64)],
+) -> Result<Query<'q, Postgres, PgArguments>> {
+    let mut created_at = Vec::with_capacity(rows.len());
+    for (new, _) in rows {
+        created_at.push(to_time(new.created_at)?);
+    }
+    Ok(query
+        .bind(rows.iter().map(|(new, _)| new.conversation_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|&(_, second)| second).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.sender.id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.sender.role.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.sender.name.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.text.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.client_msg_id.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.source.as_str()).collect::<Vec<_>>())
+        .bind(created_at)
+        .bind(rows.iter().map(|(new, _)| new.content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(new, _)| new.private).collect::<Vec<_>>()))
 }
 
 fn bumped_from_row(row: &PgRow) -> Result<Bumped> {
@@ -174,11 +191,7 @@ pub(super) async fn at_once(
             g.indices.iter().enumerate().map(|(n, &i)| (&batch[i], (g.indices.len() - 1 - n) as i64))
         })
         .collect();
-    let mut created_at = Vec::with_capacity(backs.len());
-    for (new, _) in &backs {
-        created_at.push(to_time(new.created_at)?);
-    }
-    let rows = sqlx::query(AT_ONCE)
+    let query = sqlx::query(AT_ONCE)
         .bind(fence.held.iter().map(|&(p, _)| p as i32).collect::<Vec<_>>())
         .bind(fence.held.iter().map(|&(_, e)| e as i64).collect::<Vec<_>>())
         .bind(fence.kind)
@@ -194,21 +207,8 @@ pub(super) async fn at_once(
         .bind(creators.iter().map(|(new, _)| new.customer.email.as_deref()).collect::<Vec<_>>())
         .bind(creator_times.iter().map(|&(at, _)| at).collect::<Vec<_>>())
         .bind(creator_times.iter().map(|&(_, at)| at).collect::<Vec<_>>())
-        .bind(creators.iter().map(|(_, bump)| bump.count as i64).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.conversation_id.as_str()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|&(_, back)| back).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.id).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.sender.id.as_str()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.sender.role.as_str()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.sender.name.as_str()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.text.as_str()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.client_msg_id.as_deref()).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.source.as_str()).collect::<Vec<_>>())
-        .bind(created_at)
-        .bind(backs.iter().map(|(new, _)| new.content.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
-        .bind(backs.iter().map(|(new, _)| new.private).collect::<Vec<_>>())
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(creators.iter().map(|(_, bump)| bump.count as i64).collect::<Vec<_>>());
+    let rows = bind_messages(query, &backs)?.fetch_all(&mut *conn).await?;
     let mut stored = AtOnce { fence_held: false, created: Vec::new(), bumped: Vec::new() };
     for row in &rows {
         stored.fence_held = row.try_get("fence_held")?;
@@ -223,7 +223,8 @@ pub(super) async fn at_once(
     Ok(stored)
 }
 
-const AT_ONCE: &str = "WITH fence AS (\
+const AT_ONCE: &str = concat!(
+    "WITH fence AS (\
          SELECT count(*) = cardinality($1::int[]) AS held FROM (\
          SELECT FROM partition_epochs e JOIN UNNEST($1::int[], $2::bigint[]) AS f (partition_id, epoch) \
          ON e.partition_id = f.partition_id AND e.epoch = f.epoch WHERE e.kind = $3 FOR SHARE OF e) current), \
@@ -245,8 +246,9 @@ const AT_ONCE: &str = "WITH fence AS (\
          WHERE (SELECT held FROM fence) AND v.id NOT IN (SELECT id FROM locked) \
          ON CONFLICT (id) DO NOTHING RETURNING *, true AS created), \
      placed AS (SELECT * FROM bumped UNION ALL SELECT * FROM created), \
-     inserted AS (INSERT INTO messages (conversation_id, seq, id, sender_id, sender_role, sender_name, text, \
-         client_msg_id, source, created_at, content, private) \
+     inserted AS (",
+    insert_messages!(),
+    "\
          SELECT v.conversation_id, p.last_offset - v.back, v.id, v.sender_id, v.sender_role, v.sender_name, \
          v.text, v.client_msg_id, v.source, v.created_at, v.content, v.private \
          FROM UNNEST($17::text[], $18::bigint[], $19::uuid[], $20::text[], $21::text[], $22::text[], \
@@ -257,4 +259,5 @@ const AT_ONCE: &str = "WITH fence AS (\
      SELECT f.held AS fence_held, p.id, p.channel, p.status, p.customer_id, p.customer_name, p.customer_phone, \
          p.customer_email, p.assignee, p.assignee_name, p.created_at, p.updated_at, p.last_offset, \
          p.status_changed_at, p.created, NULL::uuid AS m_id \
-     FROM fence f LEFT JOIN placed p ON true";
+     FROM fence f LEFT JOIN placed p ON true"
+);
