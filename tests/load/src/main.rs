@@ -380,7 +380,9 @@ async fn count_inbox(mut ws: Ws, stats: &Stats) {
     while let Some(Ok(frame)) = ws.next().await {
         match frame {
             Message::Text(t) if t.as_str() == "2" => {
-                if ws.send(Message::text("3")).await.is_err() {
+                // Engine.IO's ping: a watcher that stops answering is closed.
+                let pong = ws.send(Message::text("3")).await;
+                if pong.is_err() {
                     break;
                 }
             }
