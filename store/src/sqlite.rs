@@ -1,11 +1,14 @@
 //! The embedded store: one SQLite file in WAL mode. The statements of a batch
-//! append are in [`append`]; everything else is here.
+//! append are in [`append`], the log's checkpoints in [`checkpoint`];
+//! everything else is here.
 
 mod append;
+mod checkpoint;
 mod inbox;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,8 +37,9 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.
      m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
      m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private";
 
-/// Pages of write-ahead log after which the writer checkpoints it.
-const CHECKPOINT_PAGES: u32 = 200;
+/// Pages of write-ahead log after which the writer checkpoints it itself
+/// (SQLite's default): the backstop for when [`checkpoint`] cannot finish.
+const CHECKPOINT_PAGES: u32 = 10_000;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -47,6 +51,9 @@ pub struct SqliteStore {
     /// both, instead of reading its pages back and remapping the file on
     /// every batch.
     writer: SqlitePool,
+    /// Keeps the log's checkpoints running while any clone of the store lives
+    /// (a file's store only).
+    _checkpoints: Option<Arc<()>>,
 }
 
 impl SqliteStore {
@@ -64,12 +71,10 @@ impl SqliteStore {
             // beyond SQLite's own small cache. File-backed, so reclaimable.
             .pragma("mmap_size", "268435456");
         let store = Self::connect(options.clone(), 8).await?;
-        // The commit that crosses the threshold runs the checkpoint before
-        // it answers: a fifth of SQLite's default 1000 pages keeps that wait
-        // short, for no more CPU (README, Durability). The readers never
-        // write, so never checkpoint.
-        let writer = options.pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string());
-        Ok(Self { writer: pool(writer, 1), ..store })
+        // The readers never write, so never checkpoint.
+        let writer = options.clone().pragma("wal_autocheckpoint", CHECKPOINT_PAGES.to_string());
+        let checkpoints = checkpoint::start(options);
+        Ok(Self { writer: pool(writer, 1), _checkpoints: Some(checkpoints), ..store })
     }
 
     /// A private in-memory database, for tests.
@@ -88,7 +93,7 @@ impl SqliteStore {
         let mut first = pool.acquire().await?;
         MIGRATOR.run(&mut *first).await.map_err(|e| StoreError::Database(e.into()))?;
         drop(first);
-        Ok(Self { writer: pool.clone(), pool })
+        Ok(Self { writer: pool.clone(), pool, _checkpoints: None })
     }
 
     /// Runs `work` in a write transaction, committed when it succeeds and

@@ -7,8 +7,8 @@ mod common;
 use std::future::Future;
 use std::sync::Arc;
 
-use common::{Db, run_then};
-use switchboard_store::SqliteStore;
+use common::{Db, create, new_message, run_then};
+use switchboard_store::{Fence, SqliteStore, Store};
 use uuid::Uuid;
 
 async fn run<F: Future<Output = ()> + Send + 'static>(behaviour: impl FnOnce(Db) -> F) {
@@ -22,6 +22,35 @@ async fn run<F: Future<Output = ()> + Send + 'static>(behaviour: impl FnOnce(Db)
 }
 
 behaviour_tests!(run);
+
+/// The log reaches the database file without the writer checkpointing it:
+/// a few hundred messages are far below the writer's own threshold, and the
+/// file grows only when a checkpoint copies pages into it.
+#[tokio::test]
+async fn the_log_is_checkpointed_by_a_connection_of_its_own() {
+    let dir = std::env::temp_dir().join(format!("sb-store-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    create(&store, "c1").await;
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    let batch: Vec<_> =
+        (0..500).map(|i| new_message("c1", &format!("message {i} {}", "x".repeat(200)), None)).collect();
+    for chunk in batch.chunks(50) {
+        store.append_messages(chunk, &Fence::none()).await.unwrap();
+    }
+    // No event says a checkpoint ran: the file is watched, for longer than
+    // the checkpoints' interval.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = size();
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(after > before, "the database file stayed at {before} bytes: the log was not checkpointed");
+}
 
 mod in_memory {
     use super::*;

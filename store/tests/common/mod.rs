@@ -96,7 +96,7 @@ fn customer(id: &str) -> Customer {
     Customer { id: id.into(), name: format!("Customer {id}"), phone: Some("5215550001".into()), email: None }
 }
 
-fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> NewMessage {
+pub fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> NewMessage {
     NewMessage {
         id: Uuid::now_v7(),
         conversation_id: conversation.into(),
@@ -111,7 +111,7 @@ fn new_message(conversation: &str, text: &str, client_msg_id: Option<&str>) -> N
     }
 }
 
-async fn create(store: &dyn Store, id: &str) {
+pub async fn create(store: &dyn Store, id: &str) {
     let new = NewConversation {
         id: id.into(),
         channel: Channel::Web,
