@@ -30,8 +30,11 @@ pub(super) fn start(options: SqliteConnectOptions) -> Arc<()> {
 
 async fn run(pool: sqlx::SqlitePool, alive: Weak<()>) {
     let mut failing = false;
-    while alive.strong_count() > 0 {
+    loop {
         tokio::time::sleep(EVERY).await;
+        if alive.strong_count() == 0 {
+            break;
+        }
         match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             Ok(_) => failing = false,
             // Once per failure, not once per attempt: the writer's own checkpoint still runs.
