@@ -37,8 +37,9 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.channel, c.status, c.customer_id, c.
      m.sender_name AS m_sender_name, m.text AS m_text, m.client_msg_id AS m_client_msg_id, \
      m.source AS m_source, m.created_at AS m_created_at, m.content AS m_content, m.private AS m_private";
 
-/// Pages of write-ahead log after which the writer checkpoints it itself
-/// (SQLite's default): the backstop for when [`checkpoint`] cannot finish.
+/// Pages of write-ahead log (about 40 MB) after which the writer checkpoints
+/// it itself: the backstop for when [`checkpoint`] cannot finish, under a
+/// writer that never pauses.
 const CHECKPOINT_PAGES: u32 = 10_000;
 
 #[derive(Clone)]
