@@ -5,16 +5,23 @@
 mod common;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{Db, create, new_message, run_then};
 use switchboard_store::{Fence, SqliteStore, Store};
 use uuid::Uuid;
 
-async fn run<F: Future<Output = ()> + Send + 'static>(behaviour: impl FnOnce(Db) -> F) {
+/// A fresh directory for one test's database file, and the file's path in it.
+fn fresh_dir() -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("sb-store-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("db.sqlite");
+    (dir, path)
+}
+
+async fn run<F: Future<Output = ()> + Send + 'static>(behaviour: impl FnOnce(Db) -> F) {
+    let (dir, path) = fresh_dir();
     // One after the other: SQLite's migrator takes no lock.
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
     let other = Arc::new(SqliteStore::open(&path).await.unwrap());
@@ -28,9 +35,7 @@ behaviour_tests!(run);
 /// file grows only when a checkpoint copies pages into it.
 #[tokio::test]
 async fn the_log_is_checkpointed_by_a_connection_of_its_own() {
-    let dir = std::env::temp_dir().join(format!("sb-store-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("db.sqlite");
+    let (dir, path) = fresh_dir();
     let store = SqliteStore::open(&path).await.unwrap();
     create(&store, "c1").await;
     let size = || std::fs::metadata(&path).unwrap().len();
